@@ -1,0 +1,857 @@
+"""The decision store: every decision with its market features and, later, its outcome.
+
+One SQLite file (``decisions.sqlite``, WAL mode, ``synchronous=FULL``) under the memory
+path. A decision is committed before :meth:`DecisionStore.record` returns, so a crash,
+even ``kill -9``, loses nothing that was acknowledged. Reasons and notes are searchable
+with FTS5; :meth:`DecisionStore.nearest` finds the past decisions whose features are
+closest to a new situation. Each row carries a hash chained to the row before it, and
+each commit anchors the chain head in the audit trail, so edits to past decisions are
+detected by ``memlab memory verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memlab.errors import InvalidInputError
+from memlab.memory.audit import AuditTrail
+from memlab.memory.durable import create_private, ensure_private_dir
+from memlab.memory.errors import CorruptMemoryError
+from memlab.memory.similarity import FeatureIndex
+
+DECISIONS_FILE = "decisions.sqlite"
+SCHEMA_VERSION = "1"
+GENESIS = bytes(32)
+_SEP = b"\x1f"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    decided_at REAL NOT NULL,
+    agent_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    action TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    price REAL,
+    reason TEXT NOT NULL,
+    notes TEXT NOT NULL,
+    features BLOB NOT NULL,
+    key TEXT UNIQUE,
+    meta TEXT NOT NULL,
+    chain BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions (decided_at);
+CREATE TABLE IF NOT EXISTS outcomes (
+    seq INTEGER PRIMARY KEY,
+    decision_id INTEGER NOT NULL UNIQUE REFERENCES decisions (id),
+    closed_at REAL NOT NULL,
+    pnl REAL NOT NULL,
+    return_pct REAL,
+    notes TEXT NOT NULL,
+    chain BLOB NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS decisions_fts USING fts5 (
+    reason, notes, tokenize = 'porter unicode61'
+);
+"""
+
+_COLUMNS = (
+    "id",
+    "decided_at",
+    "agent_id",
+    "symbol",
+    "strategy",
+    "action",
+    "confidence",
+    "price",
+    "reason",
+    "notes",
+    "features",
+    "key",
+    "meta",
+    "closed_at",
+    "pnl",
+    "return_pct",
+    "outcome_notes",
+)
+_SELECT = (
+    "SELECT d.id, d.decided_at, d.agent_id, d.symbol, d.strategy, d.action, d.confidence, "
+    "d.price, d.reason, d.notes, d.features, d.key, d.meta, o.closed_at, o.pnl, o.return_pct, "
+    "o.notes FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id"
+)
+
+
+def _timestamp(value: datetime | str | pd.Timestamp | None) -> float:
+    if value is None:
+        return datetime.now(UTC).timestamp()
+    ts = pd.Timestamp(value)
+    if ts is pd.NaT:
+        raise InvalidInputError("time must not be NaT")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.timestamp()
+
+
+def _utc_times(seconds: np.ndarray) -> pd.DatetimeIndex:
+    """Epoch seconds (NaN for none) to a UTC DatetimeIndex, without per-element Python."""
+    missing = np.isnan(seconds)
+    micros = np.where(missing, 0.0, np.round(seconds * 1e6)).astype(np.int64)
+    micros[missing] = np.iinfo(np.int64).min  # NaT
+    return pd.DatetimeIndex(micros.view("datetime64[us]")).tz_localize("UTC")
+
+
+def _finite(name: str, value: Any, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a decision led to: P&L in account currency, return in percent (+1.1 = +1.1 %)."""
+
+    pnl: float
+    return_pct: float | None = None
+    closed_at: datetime | str | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision as the agent made it.
+
+    ``features`` is a mapping of feature name to value (see :mod:`memlab.features`) or a
+    sequence in the store's feature order. ``key`` makes recording idempotent: a
+    decision whose key is already stored is not stored again. ``outcome`` may be given
+    at once (as training does) or attached later with :meth:`DecisionStore.close_outcome`.
+    """
+
+    symbol: str
+    strategy: str
+    action: str
+    confidence: float
+    reason: str = ""
+    features: Mapping[str, float] | Sequence[float] = ()
+    agent_id: str = "trader_001"
+    decided_at: datetime | str | None = None
+    price: float | None = None
+    notes: str = ""
+    key: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class StoredDecision(Decision):
+    """A decision read back from the store, with its id and UTC time."""
+
+    id: int = field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Nearest past decisions as arrays (nearest first); NaN where an outcome is unknown.
+
+    Times are epoch seconds (UTC); ``return_pct`` is in percent.
+    """
+
+    ids: np.ndarray
+    distance: np.ndarray
+    decided_at: np.ndarray
+    action: list[str]
+    confidence: np.ndarray
+    closed_at: np.ndarray
+    pnl: np.ndarray
+    return_pct: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def closed(self) -> np.ndarray:
+        return ~np.isnan(self.pnl)
+
+    @classmethod
+    def empty(cls) -> Neighbourhood:
+        nothing = np.empty(0)
+        return cls(np.empty(0, np.int64), nothing, nothing, [], nothing, nothing, nothing, nothing)
+
+
+@dataclass
+class _Row:
+    decided_at: float
+    agent_id: str
+    symbol: str
+    strategy: str
+    action: str
+    confidence: float
+    price: float | None
+    reason: str
+    notes: str
+    features: bytes
+    key: str | None
+    meta: str
+    outcome: tuple[float, float, float | None, str] | None
+
+
+def _decision_payload(id_: int, r: _Row) -> bytes:
+    return _SEP.join(
+        [
+            str(id_).encode(),
+            repr(r.decided_at).encode(),
+            r.agent_id.encode(),
+            r.symbol.encode(),
+            r.strategy.encode(),
+            r.action.encode(),
+            repr(r.confidence).encode(),
+            repr(r.price).encode(),
+            r.reason.encode(),
+            r.notes.encode(),
+            r.features,
+            repr(r.key).encode(),
+            r.meta.encode(),
+        ]
+    )
+
+
+def _outcome_payload(
+    seq: int, decision_id: int, closed_at: float, pnl: float, return_pct: float | None, notes: str
+) -> bytes:
+    return _SEP.join(
+        [
+            str(seq).encode(),
+            str(decision_id).encode(),
+            repr(closed_at).encode(),
+            repr(pnl).encode(),
+            repr(return_pct).encode(),
+            notes.encode(),
+        ]
+    )
+
+
+def _chain(prev: bytes, payload: bytes) -> bytes:
+    return hashlib.sha256(prev + payload).digest()
+
+
+class DecisionStore:
+    """Durable, searchable store of decisions and outcomes.
+
+    >>> import tempfile
+    >>> store = DecisionStore(Path(tempfile.mkdtemp()))
+    >>> i = store.record(Decision("BTCUSDT", "momentum", "BUY", 0.85, reason="breakout on volume",
+    ...                           features={"ret_5": 1.2, "volatility": 2.5}))
+    >>> store.close_outcome(i, pnl=500.0, return_pct=0.77)
+    >>> store.search("volume").loc[i, "pnl"]
+    np.float64(500.0)
+    """
+
+    def __init__(self, root: Path, *, audit: AuditTrail | None = None) -> None:
+        self.root = ensure_private_dir(Path(root))
+        self.path = self.root / DECISIONS_FILE
+        self._audit = audit
+        self._lock = threading.RLock()
+        if not self.path.exists():
+            create_private(self.path)  # mode 600 before SQLite opens it; WAL files inherit it
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(_SCHEMA)
+            self._init_meta()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise CorruptMemoryError(self.path, f"not a readable SQLite database ({exc})") from None
+        self._index: FeatureIndex | None = None
+        self._index_outcome_seq = 0
+        self._data_version = -1
+
+    # -- set-up ------------------------------------------------------------------
+    def _init_meta(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        elif row[0] != SCHEMA_VERSION:
+            raise CorruptMemoryError(
+                self.path, f"schema version {row[0]} is not the supported {SCHEMA_VERSION}"
+            )
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The feature order fixed by the first decision stored (None before that)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='feature_names'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> DecisionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -----------------------------------------------------------------
+    def record(self, decision: Decision) -> int:
+        """Store one decision (committed on return); returns its id."""
+        return self.record_many([decision])[0]
+
+    def record_many(
+        self, decisions: Iterable[Decision], *, batch_size: int | None = None
+    ) -> list[int]:
+        """Store decisions; returns their ids in order.
+
+        Every decision is validated before anything is written. With ``batch_size``
+        None all go in one transaction (all or nothing); otherwise one commit per batch.
+        A decision whose ``key`` is already stored is skipped and its existing id returned.
+        """
+        items = list(decisions)
+        if not items:
+            return []
+        with self._lock:
+            names = self.feature_names
+            rows: list[_Row] = []
+            for n, decision in enumerate(items):
+                row, names = self._validate(decision, names, n)
+                rows.append(row)
+            step = batch_size or len(rows)
+            ids: list[int] = []
+            for lo in range(0, len(rows), step):
+                ids.extend(self._write_batch(rows[lo : lo + step], names))
+            return ids
+
+    def _validate(self, d: Decision, names: list[str] | None, n: int) -> tuple[_Row, list[str]]:
+        where = f"decision #{n} ({d.symbol}/{d.strategy})"
+        for attr in ("symbol", "strategy", "action", "agent_id"):
+            value = getattr(d, attr)
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInputError(f"{where}: {attr} must be non-empty text, got {value!r}")
+        confidence = _finite(f"{where}: confidence", d.confidence)
+        assert confidence is not None
+        if not 0.0 <= confidence <= 1.0:
+            raise InvalidInputError(f"{where}: confidence must be in [0, 1], got {confidence}")
+        if isinstance(d.features, Mapping):
+            given = list(d.features.keys())
+            if names is None:
+                names = [str(k) for k in given]
+            elif set(given) != set(names):
+                raise InvalidInputError(
+                    f"{where}: features {sorted(given)} differ from this store's {names}"
+                )
+            values = [d.features[k] for k in names]
+        else:
+            values = list(d.features)
+            if names is None:
+                names = [f"f{i}" for i in range(len(values))]
+            elif len(values) != len(names):
+                raise InvalidInputError(
+                    f"{where}: {len(values)} feature values, this store holds {len(names)} ({names})"
+                )
+        if not names:
+            raise InvalidInputError(f"{where}: a decision needs at least one market feature")
+        vector = np.array(
+            [_finite(f"{where}: feature {k}", v) for k, v in zip(names, values, strict=True)],
+            dtype=np.float32,
+        )
+        outcome = None
+        if d.outcome is not None:
+            o = d.outcome
+            outcome = (
+                _timestamp(o.closed_at),
+                _finite(f"{where}: pnl", o.pnl),
+                _finite(f"{where}: return_pct", o.return_pct, optional=True),
+                str(o.notes or ""),
+            )
+        try:
+            meta = json.dumps(dict(d.meta), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{where}: meta must be JSON-serialisable") from None
+        row = _Row(
+            decided_at=_timestamp(d.decided_at),
+            agent_id=d.agent_id,
+            symbol=d.symbol,
+            strategy=d.strategy,
+            action=d.action.upper(),
+            confidence=confidence,
+            price=_finite(f"{where}: price", d.price, optional=True),
+            reason=str(d.reason or ""),
+            notes=str(d.notes or ""),
+            features=vector.tobytes(),
+            key=d.key,
+            meta=meta,
+            outcome=outcome,  # type: ignore[arg-type]
+        )
+        return row, names
+
+    def _write_batch(self, rows: list[_Row], names: list[str]) -> list[int]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.feature_names is None:
+                conn.execute("INSERT INTO meta VALUES ('feature_names', ?)", (json.dumps(names),))
+            existing: dict[str, int] = {}
+            keys = [r.key for r in rows if r.key is not None]
+            for lo in range(0, len(keys), 500):
+                chunk = keys[lo : lo + 500]
+                marks = ",".join("?" * len(chunk))
+                existing.update(
+                    conn.execute(
+                        f"SELECT key, id FROM decisions WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                )
+            last = conn.execute(
+                "SELECT id, chain FROM decisions ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            olast = conn.execute(
+                "SELECT seq, chain FROM outcomes ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            next_seq, oprev = (olast[0] + 1, olast[1]) if olast else (1, GENESIS)
+            ids: list[int] = []
+            d_rows, fts_rows, o_rows = [], [], []
+            for r in rows:
+                if r.key is not None and r.key in existing:
+                    ids.append(existing[r.key])
+                    continue
+                prev = _chain(prev, _decision_payload(next_id, r))
+                d_rows.append(
+                    (
+                        next_id,
+                        r.decided_at,
+                        r.agent_id,
+                        r.symbol,
+                        r.strategy,
+                        r.action,
+                        r.confidence,
+                        r.price,
+                        r.reason,
+                        r.notes,
+                        r.features,
+                        r.key,
+                        r.meta,
+                        prev,
+                    )
+                )
+                fts_rows.append((next_id, r.reason, r.notes))
+                if r.outcome is not None:
+                    closed_at, pnl, ret, onotes = r.outcome
+                    oprev = _chain(
+                        oprev, _outcome_payload(next_seq, next_id, closed_at, pnl, ret, onotes)
+                    )
+                    o_rows.append((next_seq, next_id, closed_at, pnl, ret, onotes, oprev))
+                    next_seq += 1
+                if r.key is not None:
+                    existing[r.key] = next_id
+                ids.append(next_id)
+                next_id += 1
+            conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", d_rows)
+            conn.executemany(
+                "INSERT INTO decisions_fts (rowid, reason, notes) VALUES (?,?,?)", fts_rows
+            )
+            conn.executemany("INSERT INTO outcomes VALUES (?,?,?,?,?,?,?)", o_rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if d_rows:
+            self._anchor()
+        return ids
+
+    def close_outcome(
+        self,
+        decision_id: int,
+        *,
+        pnl: float,
+        return_pct: float | None = None,
+        closed_at: datetime | str | None = None,
+        notes: str = "",
+    ) -> None:
+        """Attach the outcome of a decision (once). Repeating the same outcome is a no-op."""
+        pnl_f = _finite("pnl", pnl)
+        ret = _finite("return_pct", return_pct, optional=True)
+        when = _timestamp(closed_at)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if (
+                    conn.execute("SELECT 1 FROM decisions WHERE id=?", (decision_id,)).fetchone()
+                    is None
+                ):
+                    raise KeyError(f"no decision with id {decision_id} in {self.path}")
+                old = conn.execute(
+                    "SELECT pnl, return_pct FROM outcomes WHERE decision_id=?", (decision_id,)
+                ).fetchone()
+                if old is not None:
+                    if old == (pnl_f, ret):
+                        conn.execute("ROLLBACK")
+                        return
+                    raise InvalidInputError(
+                        f"decision {decision_id} already has an outcome (pnl {old[0]}); outcomes are not overwritten"
+                    )
+                olast = conn.execute(
+                    "SELECT seq, chain FROM outcomes ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, oprev = (olast[0] + 1, olast[1]) if olast else (1, GENESIS)
+                chain = _chain(oprev, _outcome_payload(seq, decision_id, when, pnl_f, ret, notes))
+                conn.execute(
+                    "INSERT INTO outcomes VALUES (?,?,?,?,?,?,?)",
+                    (seq, decision_id, when, pnl_f, ret, notes, chain),
+                )
+                if notes:
+                    conn.execute(
+                        "UPDATE decisions_fts SET notes = trim(notes || ' ' || ?) WHERE rowid = ?",
+                        (notes, decision_id),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._anchor()
+
+    def _anchor(self) -> None:
+        if self._audit is None:
+            return
+        d = self._conn.execute(
+            "SELECT id, chain FROM decisions ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        o = self._conn.execute(
+            "SELECT seq, chain FROM outcomes ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self._audit.record(
+            DECISIONS_FILE,
+            "commit",
+            decisions_id=d[0] if d else 0,
+            decisions_head=(d[1] if d else GENESIS).hex(),
+            outcomes_seq=o[0] if o else 0,
+            outcomes_head=(o[1] if o else GENESIS).hex(),
+        )
+
+    # -- reading -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.count()
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT max(id) FROM decisions").fetchone()
+            return int(row[0] or 0)
+
+    def get(self, decision_id: int) -> StoredDecision:
+        """One decision with its outcome (if closed)."""
+        with self._lock:
+            row = self._conn.execute(_SELECT + " WHERE d.id = ?", (decision_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no decision with id {decision_id} in {self.path}")
+        rec = dict(zip(_COLUMNS, row, strict=True))
+        names = self.feature_names or []
+        vector = np.frombuffer(rec["features"], dtype=np.float32)
+        outcome = None
+        if rec["pnl"] is not None:
+            outcome = Outcome(
+                pnl=rec["pnl"],
+                return_pct=rec["return_pct"],
+                closed_at=datetime.fromtimestamp(rec["closed_at"], UTC),
+                notes=rec["outcome_notes"],
+            )
+        return StoredDecision(
+            symbol=rec["symbol"],
+            strategy=rec["strategy"],
+            action=rec["action"],
+            confidence=rec["confidence"],
+            reason=rec["reason"],
+            features={k: float(v) for k, v in zip(names, vector, strict=True)},
+            agent_id=rec["agent_id"],
+            decided_at=datetime.fromtimestamp(rec["decided_at"], UTC),
+            price=rec["price"],
+            notes=rec["notes"],
+            key=rec["key"],
+            meta=json.loads(rec["meta"]),
+            outcome=outcome,
+            id=rec["id"],
+        )
+
+    def frame(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        action: str | None = None,
+        closed: bool | None = None,
+        limit: int | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> pd.DataFrame:
+        """Decisions as a DataFrame indexed by UTC ``decided_at`` (newest last), with outcome
+        columns ``closed_at``, ``pnl``, ``return_pct`` and one column per feature.
+        ``limit`` keeps the most recent rows."""
+        clauses, args = [], []
+        for col, value in (("d.symbol", symbol), ("d.strategy", strategy), ("d.action", action)):
+            if value is not None:
+                clauses.append(f"{col} = ?")
+                args.append(value if col != "d.action" else value.upper())
+        if since is not None:
+            clauses.append("d.decided_at >= ?")
+            args.append(_timestamp(since))
+        if until is not None:
+            clauses.append("d.decided_at <= ?")
+            args.append(_timestamp(until))
+        if closed is not None:
+            clauses.append("o.decision_id IS NOT NULL" if closed else "o.decision_id IS NULL")
+        if ids is not None:
+            id_list = [int(i) for i in ids]
+            if not id_list:
+                return self._to_frame([])
+            clauses.append(f"d.id IN ({','.join('?' * len(id_list))})")
+            args.extend(id_list)
+        sql = _SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql += " ORDER BY d.id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        rows.reverse()
+        return self._to_frame(rows)
+
+    def recent(self, n: int = 20) -> pd.DataFrame:
+        """The last ``n`` decisions."""
+        return self.frame(limit=n)
+
+    def _to_frame(self, rows: list[tuple[Any, ...]], *, index: str = "decided_at") -> pd.DataFrame:
+        names = self.feature_names or []
+        n = len(rows)
+        cols = (
+            dict(zip(_COLUMNS, zip(*rows, strict=True), strict=True))
+            if n
+            else {c: () for c in _COLUMNS}
+        )
+        vectors = (
+            np.frombuffer(b"".join(cols["features"]), dtype=np.float32).reshape(n, len(names))
+            if n
+            else np.empty((0, len(names)), dtype=np.float32)
+        )
+        data: dict[str, Any] = {"id": np.array(cols["id"], dtype=np.int64)}
+        data["decided_at"] = _utc_times(np.array(cols["decided_at"], dtype=np.float64))
+        for col in (
+            "agent_id",
+            "symbol",
+            "strategy",
+            "action",
+            "reason",
+            "notes",
+            "key",
+            "meta",
+            "outcome_notes",
+        ):
+            data[col] = np.array(cols[col], dtype=object)
+        for col in ("confidence", "price", "pnl", "return_pct"):
+            data[col] = np.array(cols[col], dtype=np.float64)
+        data["closed_at"] = _utc_times(np.array(cols["closed_at"], dtype=np.float64))
+        for i, name in enumerate(names):
+            data[name] = vectors[:, i].astype(np.float64)
+        idx = data.pop(index)
+        frame = pd.DataFrame(data, index=pd.Index(idx, name=index))
+        return frame
+
+    def search(
+        self, text: str, *, limit: int = 20, order: str = "recent", raw: bool = False
+    ) -> pd.DataFrame:
+        """Full-text search over reasons and outcome notes.
+
+        Words are matched with stemming ("breakouts" finds "breakout"); all words must
+        occur. ``raw=True`` passes ``text`` as an FTS5 query (``"support" OR "resistance"``).
+        ``order`` is ``"recent"`` (newest first, fast at any size) or ``"relevance"`` (bm25; slower when a word is very common). Returns the decisions indexed by
+        id in result order, with a ``decided_at`` column.
+        """
+        if order not in ("relevance", "recent"):
+            raise InvalidInputError(f"order must be 'relevance' or 'recent', not {order!r}")
+        if raw:
+            query = text
+        else:
+            words = re.findall(r"\w+", text)
+            if not words:
+                raise InvalidInputError(f"nothing to search for in {text!r}")
+            query = " ".join(f'"{w}"' for w in words)
+        sort = "rank" if order == "relevance" else "rowid DESC"
+        with self._lock:
+            try:
+                hits = self._conn.execute(
+                    f"SELECT rowid FROM decisions_fts WHERE decisions_fts MATCH ? ORDER BY {sort} LIMIT ?",
+                    (query, int(limit)),
+                ).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise InvalidInputError(f"bad search query {text!r}: {exc}") from None
+        ids = [h[0] for h in hits]
+        return self._by_ids(ids)
+
+    def _by_ids(self, ids: list[int]) -> pd.DataFrame:
+        """Decisions indexed by id, in the order of ``ids``."""
+        rows = self._rows_by_ids(ids)
+        return self._to_frame(rows, index="id")
+
+    def _rows_by_ids(self, ids: list[int]) -> list[tuple[Any, ...]]:
+        if not ids:
+            return []
+        with self._lock:
+            found = {
+                r[0]: r
+                for r in self._conn.execute(
+                    _SELECT + f" WHERE d.id IN ({','.join('?' * len(ids))})", ids
+                ).fetchall()
+            }
+        return [found[i] for i in ids if i in found]
+
+    # -- similar situations --------------------------------------------------------
+    def neighbourhood(
+        self,
+        features: Mapping[str, float] | Sequence[float],
+        k: int = 20,
+        *,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        action: str | None = None,
+        closed_only: bool = False,
+    ) -> Neighbourhood:
+        """The ``k`` past decisions most similar to ``features`` as arrays, nearest first.
+
+        The fast path behind :meth:`nearest` (no DataFrame), for callers on the hot
+        path such as the agent scoring every signal.
+        """
+        names = self.feature_names
+        if names is None:
+            return Neighbourhood.empty()
+        if isinstance(features, Mapping):
+            missing = [n for n in names if n not in features]
+            if missing:
+                raise InvalidInputError(f"features lack {missing} (this store uses {names})")
+            point = [features[n] for n in names]
+        else:
+            point = list(features)
+            if len(point) != len(names):
+                raise InvalidInputError(
+                    f"{len(point)} feature values given, this store uses {len(names)}"
+                )
+        vector = np.array([_finite(f"feature {n}", v) for n, v in zip(names, point, strict=True)])
+        with self._lock:
+            index = self._refresh_index(len(names))
+            found = index.query(
+                vector,
+                k,
+                symbol=symbol,
+                strategy=strategy,
+                action=action.upper() if action else None,
+                closed_only=closed_only,
+            )
+            ids = [int(i) for i in found.ids]
+            if not ids:
+                return Neighbourhood.empty()
+            rows = {
+                r[0]: r
+                for r in self._conn.execute(
+                    "SELECT d.id, d.decided_at, d.action, d.confidence, o.closed_at, o.pnl, o.return_pct "
+                    f"FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id WHERE d.id IN ({','.join('?' * len(ids))})",
+                    ids,
+                ).fetchall()
+            }
+        ordered = [rows[i] for i in ids]
+        _, decided, actions, conf, closed_at, pnl, ret = zip(*ordered, strict=True)
+        return Neighbourhood(
+            ids=np.array(ids, dtype=np.int64),
+            distance=found.distances.astype(np.float64),
+            decided_at=np.array(decided, dtype=np.float64),
+            action=list(actions),
+            confidence=np.array(conf, dtype=np.float64),
+            closed_at=np.array(closed_at, dtype=np.float64),
+            pnl=np.array(pnl, dtype=np.float64),
+            return_pct=np.array(ret, dtype=np.float64),
+        )
+
+    def nearest(
+        self,
+        features: Mapping[str, float] | Sequence[float],
+        k: int = 20,
+        *,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        action: str | None = None,
+        closed_only: bool = False,
+    ) -> pd.DataFrame:
+        """The ``k`` past decisions most similar to ``features``, nearest first.
+
+        Distance is Euclidean over features standardised across the store (each
+        feature in standard deviations), so no single feature's units dominate.
+        Filters narrow to a symbol, strategy or action; ``closed_only`` keeps decisions
+        whose outcome is known. Returns decisions indexed by id with a ``distance`` column.
+        """
+        hood = self.neighbourhood(
+            features, k, symbol=symbol, strategy=strategy, action=action, closed_only=closed_only
+        )
+        frame = self._by_ids(hood.ids.tolist())
+        frame["distance"] = hood.distance
+        return frame
+
+    def _refresh_index(self, dim: int) -> FeatureIndex:
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._index is not None and version == self._data_version and not self._dirty():
+            return self._index
+        if self._index is None:
+            self._index = FeatureIndex(dim)
+        index = self._index
+        cur = self._conn.execute(
+            "SELECT d.id, d.features, d.symbol, d.strategy, d.action, o.decision_id IS NOT NULL "
+            "FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id WHERE d.id > ? ORDER BY d.id",
+            (index.last_id,),
+        )
+        while batch := cur.fetchmany(200_000):
+            ids, blobs, symbols, strategies, actions, closed = zip(*batch, strict=True)
+            vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(batch), dim)
+            index.add(
+                np.array(ids),
+                vectors,
+                list(symbols),
+                list(strategies),
+                list(actions),
+                np.array(closed),
+            )
+        new_closed = self._conn.execute(
+            "SELECT seq, decision_id FROM outcomes WHERE seq > ? ORDER BY seq",
+            (self._index_outcome_seq,),
+        ).fetchall()
+        if new_closed:
+            index.mark_closed(np.array([r[1] for r in new_closed], dtype=np.int64))
+            self._index_outcome_seq = new_closed[-1][0]
+        self._data_version = version
+        return index
+
+    def _dirty(self) -> bool:
+        # Our own commits do not change PRAGMA data_version for this connection.
+        assert self._index is not None
+        last = self._conn.execute("SELECT max(id) FROM decisions").fetchone()[0] or 0
+        if last != self._index.last_id:
+            return True
+        seq = self._conn.execute("SELECT max(seq) FROM outcomes").fetchone()[0] or 0
+        return seq != self._index_outcome_seq

@@ -1,0 +1,170 @@
+"""Durable file primitives: private files, atomic replace, fsync'd appends, quarantine.
+
+Everything the memory stores write goes through here, so that a crash (even
+``kill -9`` or a power cut after fsync) never leaves half a file and every file is
+readable only by its owner (mode 600, folders 700).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing; a folder memlab creates is mode 700."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
+        os.chmod(path, DIR_MODE)
+    return path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 600 if it does not exist (never truncates)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once: temp file, fsync, rename, fsync folder.
+
+    A reader sees the old content or the new, never a mix; a crash at any point leaves
+    one of the two complete files.
+    """
+    path = Path(path)
+    ensure_private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def append_durable(path: Path, data: bytes) -> tuple[int, int]:
+    """Append ``data`` in one write and fsync; returns the (start, end) byte offsets.
+
+    The file is opened with O_APPEND so concurrent appenders never interleave inside
+    one write; callers serialise with a lock when they need the offsets to be exact.
+    """
+    path = Path(path)
+    new = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        end = start + len(data)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+    return start, end
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged file aside as ``NAME.corrupt-YYYYmmddTHHMMSSZ``; returns the new path.
+
+    Nothing is deleted: the damaged file keeps its bytes for inspection, and the store
+    starts afresh on its next write.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file to quarantine")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, target)
+    fsync_dir(path.parent)
+    return target
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):  # type: ignore[no-untyped-def]
+    """Hold an exclusive advisory lock on ``path`` (a sidecar lock file) across processes."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def lock_path_for(path: Path) -> Path:
+    """The sidecar lock file that guards writes to ``path``."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def set_aside_torn_tail(path: Path) -> Path | None:
+    """If a crash cut the last line of an append-only file short, move that torn tail
+    into ``NAME.torn-STAMP`` and truncate the file to its last complete line.
+
+    Returns where the torn bytes went, or None when the file ends cleanly. The torn
+    bytes were never acknowledged to a writer (their fsync never returned), but they
+    are kept, not dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    with open(path, "rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return None
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return None
+        # Find the end of the last complete line.
+        block = 65536
+        pos = size
+        cut = 0
+        while pos > 0:
+            start = max(0, pos - block)
+            handle.seek(start)
+            chunk = handle.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                cut = start + idx + 1
+                break
+            pos = start
+        handle.seek(cut)
+        torn = handle.read()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = path.with_name(f"{path.name}.torn-{stamp}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(torn)
+            out.flush()
+            os.fsync(out.fileno())
+        handle.truncate(cut)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(path.parent)
+    return aside

@@ -1,0 +1,218 @@
+"""``strategy_modules.py``: learned strategies saved as importable, versioned Python.
+
+Saving ``LearnedHighVolatility`` twice leaves both ``LearnedHighVolatility_v1`` and
+``LearnedHighVolatility_v2`` in the file, and the plain name ``LearnedHighVolatility``
+pointing at the newest. Older versions are never overwritten, so a past result can be
+reproduced with the exact thresholds it used.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import keyword
+import math
+import re
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from memlab.errors import InvalidInputError
+from memlab.memory.audit import AuditTrail, sha256_hex
+from memlab.memory.durable import atomic_write_bytes, ensure_private_dir, file_lock, lock_path_for
+from memlab.memory.errors import CorruptMemoryError, TamperedMemoryError
+from memlab.memory.learned import LearnedStrategy
+
+STRATEGY_FILE = "strategy_modules.py"
+_VERSIONED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)_v(?P<version>\d+)$")
+
+HEADER = '''"""Learned strategies, written by memlab (memlab.memory.strategy_modules).
+
+Each class is one learned version; the plain name points at the newest version. Save a
+new version with StrategyModuleStore.save() rather than editing by hand:
+`memlab memory verify` detects edits made outside memlab.
+"""
+
+from memlab.memory.learned import LearnedStrategy
+'''
+
+
+def _literal(name: str, value: Any) -> str:
+    """A Python literal for ``value`` that reads back equal (JSON-shaped values only)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"{name}: only numbers, text, booleans, None, lists and dicts can be saved"
+        ) from None
+    text = repr(value)
+    if ast.literal_eval(text) != value:  # pragma: no cover - guarded by the JSON check
+        raise InvalidInputError(f"{name}: value does not round-trip as a Python literal")
+    return text
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(f"{value!r} is not a finite number")
+    return value
+
+
+class StrategyModuleStore:
+    """Versioned learned strategies in one importable file.
+
+    >>> import tempfile
+    >>> store = StrategyModuleStore(Path(tempfile.mkdtemp()))
+    >>> store.save("LearnedHighVolatility", {"rsi_threshold": 35},
+    ...            base="memlab.features:rsi", reason="backtest 2025")
+    1
+    >>> store.load("LearnedHighVolatility")().rsi_threshold
+    35
+    """
+
+    def __init__(self, root: Path, *, audit: AuditTrail | None = None) -> None:
+        self.root = ensure_private_dir(Path(root))
+        self.path = self.root / STRATEGY_FILE
+        self._audit = audit
+        self._lock = threading.Lock()
+
+    # -- reading -----------------------------------------------------------------
+    def _source(self) -> str:
+        if not self.path.exists():
+            return ""
+        return self.path.read_text(encoding="utf-8")
+
+    def _tree(self, source: str) -> ast.Module:
+        try:
+            return ast.parse(source, filename=str(self.path))
+        except SyntaxError as exc:
+            raise CorruptMemoryError(
+                self.path, f"not valid Python ({exc.msg})", exc.lineno
+            ) from None
+
+    def versions(self, name: str) -> list[int]:
+        """The saved versions of ``name``, oldest first."""
+        return sorted(v for n, v in self._catalogue() if n == name)
+
+    def names(self) -> list[str]:
+        """Every learned strategy name in the file."""
+        return sorted({n for n, _ in self._catalogue()})
+
+    def _catalogue(self) -> list[tuple[str, int]]:
+        out = []
+        for node in self._tree(self._source()).body:
+            if isinstance(node, ast.ClassDef) and (m := _VERSIONED.match(node.name)):
+                out.append((m.group("name"), int(m.group("version"))))
+        return out
+
+    def load(self, name: str, version: int | None = None) -> type[LearnedStrategy]:
+        """Import the file and return the class of ``name`` (newest, or ``version``).
+
+        When the audit trail is on, a file edited outside memlab is refused rather
+        than executed.
+        """
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.names()) or "none"
+            raise KeyError(f"no learned strategy {name!r} in {self.path} (known: {known})")
+        chosen = versions[-1] if version is None else version
+        if chosen not in versions:
+            raise KeyError(f"{name} has versions {versions}, not {version}")
+        self._check_untampered()
+        source = self._source().encode()
+        module_name = f"memlab_learned_{hashlib.sha256(source).hexdigest()[:16]}"
+        spec = importlib.util.spec_from_file_location(module_name, self.path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, f"{name}_v{chosen}")
+
+    def _check_untampered(self) -> None:
+        if self._audit is None:
+            return
+        records = [e for e in self._audit.entries() if e.get("file") == STRATEGY_FILE]
+        if not records:
+            return
+        if records[-1].get("digest") != sha256_hex(self.path.read_bytes()):
+            raise TamperedMemoryError(
+                f"{self.path} was changed outside memlab since its last save; it was not "
+                "imported. Run `memlab memory verify` and restore a backup if needed."
+            )
+
+    # -- writing -----------------------------------------------------------------
+    def save(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        *,
+        base: str,
+        reason: str,
+        metrics: Mapping[str, Any] | None = None,
+        learned_at: datetime | None = None,
+    ) -> int:
+        """Append a new version of ``name`` and point the plain name at it; returns the version."""
+        if not name.isidentifier() or keyword.iskeyword(name) or _VERSIONED.match(name):
+            raise InvalidInputError(
+                f"{name!r} is not usable as a strategy name (a Python identifier not ending in _vN)"
+            )
+        if ":" not in base:
+            raise InvalidInputError(f"base {base!r} must look like 'package.module:function'")
+        for key in params:
+            if not str(key).isidentifier() or keyword.iskeyword(str(key)):
+                raise InvalidInputError(f"parameter name {key!r} must be a Python identifier")
+        params_plain = _plain(dict(params))
+        metrics_plain = _plain(dict(metrics or {}))
+        when = (learned_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        with self._lock, file_lock(lock_path_for(self.path)):
+            source = self._source()
+            tree = self._tree(source)
+            existing = [
+                int(m.group("version"))
+                for node in tree.body
+                if isinstance(node, ast.ClassDef)
+                and (m := _VERSIONED.match(node.name))
+                and m.group("name") == name
+            ]
+            version = max(existing, default=0) + 1
+            # Drop the old alias line (`Name = Name_vK`); every class stays.
+            lines = source.splitlines(keepends=True) if source else [HEADER]
+            for node in reversed(tree.body):
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id == name
+                ):
+                    del lines[node.lineno - 1 : node.end_lineno]
+            summary = " ".join(str(reason).split())
+            block = (
+                f"\n\nclass {name}_v{version}(LearnedStrategy):\n"
+                f"    {_literal('docstring', f'Learned {when}. {summary}')}\n\n"
+                f"    name = {name!r}\n"
+                f"    version = {version}\n"
+                f"    learned_at = {when!r}\n"
+                f"    base = {_literal('base', base)}\n"
+                f"    reason = {_literal('reason', str(reason))}\n"
+                f"    params = {_literal('params', params_plain)}\n"
+                f"    metrics = {_literal('metrics', metrics_plain)}\n"
+                f"\n\n{name} = {name}_v{version}\n"
+            )
+            kept = re.sub(r"\n{4,}", "\n\n\n", "".join(lines).rstrip("\n"))
+            new_source = kept + "\n" + block
+            ast.parse(new_source)  # never write a file that does not import
+            data = new_source.encode()
+            atomic_write_bytes(self.path, data)
+            if self._audit is not None:
+                self._audit.record(
+                    STRATEGY_FILE, "write", digest=sha256_hex(data), name=name, version=version
+                )
+        return version

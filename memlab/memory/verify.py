@@ -1,0 +1,243 @@
+"""``memlab memory verify``: check every memory file against the audit trail.
+
+Problems are edits to past memory (or damage) and fail the check; warnings are things a
+person should know but that are not tampering, such as writes after the last audit
+record that a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memlab.memory.audit import AuditTrail, sha256_hex
+from memlab.memory.crypto import MemoryCipher
+from memlab.memory.decisions import (
+    DECISIONS_FILE,
+    GENESIS,
+    _chain,
+    _decision_payload,
+    _outcome_payload,
+    _Row,
+)
+from memlab.memory.errors import MemoryStoreError
+from memlab.memory.journal import CoreMemoryJournal
+from memlab.memory.parameters import ParameterStore
+from memlab.memory.strategy_modules import STRATEGY_FILE
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_memory` found: ``problems`` fail the check, ``warnings`` do not."""
+
+    root: Path
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        lines = [f"memory at {self.root}: {'OK' if self.ok else 'PROBLEMS FOUND'}"]
+        lines += [f"  checked  {c}" for c in self.checked]
+        lines += [f"  PROBLEM  {p}" for p in self.problems]
+        lines += [f"  warning  {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _since_reset(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records after the file's last quarantine (a quarantined file starts afresh)."""
+    for i in range(len(records) - 1, -1, -1):
+        if records[i].get("op") == "quarantine":
+            return records[i + 1 :]
+    return records
+
+
+def _check_appends(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+    data = path.read_bytes() if path.exists() else b""
+    expected_start = 0
+    before = len(report.problems)
+    for rec in records:
+        start, end = int(rec.get("start", -1)), int(rec.get("end", -1))
+        if start != expected_start:
+            report.problems.append(
+                f"{path.name}: audit record {rec.get('seq')} starts at byte {start}, expected {expected_start}"
+            )
+        if end > len(data):
+            report.problems.append(
+                f"{path.name}: is {len(data)} bytes but the audit trail says {end} were written (truncated or edited)"
+            )
+            return
+        if sha256_hex(data[start:end]) != rec.get("digest"):
+            line = data[:start].count(b"\n") + 1
+            report.problems.append(
+                f"{path.name}: bytes {start}-{end} (from line {line}) differ from what was written (edited)"
+            )
+        expected_start = end
+    if len(data) > expected_start and len(report.problems) == before:
+        first = data[:expected_start].count(b"\n") + 1
+        report.warnings.append(
+            f"{path.name}: lines from {first} on were written after the last audit record "
+            "(a crash between the write and its record, or an outside append)"
+        )
+
+
+def _check_whole_file(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+    writes = [r for r in records if r.get("op") == "write"]
+    if not path.exists():
+        if writes:
+            report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
+        return
+    if not writes:
+        report.warnings.append(f"{path.name}: exists but no write of it is in the audit trail")
+        return
+    if writes[-1].get("digest") != sha256_hex(path.read_bytes()):
+        report.problems.append(
+            f"{path.name}: changed outside memlab since its last recorded write (edited)"
+        )
+
+
+def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+    if not path.exists():
+        if records:
+            report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
+        return
+    try:
+        if check != "ok":
+            report.problems.append(f"{path.name}: SQLite integrity check failed: {check}")
+            return
+        heads: dict[int, bytes] = {}
+        prev = GENESIS
+        expected = 1
+        first_bad = None
+        for row in conn.execute(
+            "SELECT id, decided_at, agent_id, symbol, strategy, action, confidence, price, reason, "
+            "notes, features, key, meta, chain FROM decisions ORDER BY id"
+        ):
+            r = _Row(
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+                row[11],
+                row[12],
+                None,
+            )
+            if row[0] != expected and first_bad is None:
+                first_bad = f"decision ids jump from {expected - 1} to {row[0]} (rows removed)"
+            prev = _chain(prev, _decision_payload(row[0], r))
+            if prev != row[13] and first_bad is None:
+                first_bad = f"decision {row[0]} differs from what was recorded (edited)"
+            heads[row[0]] = row[13]
+            expected = row[0] + 1
+        last_id = expected - 1
+        oprev = GENESIS
+        oheads: dict[int, bytes] = {}
+        for seq, did, closed_at, pnl, ret, notes, chain in conn.execute(
+            "SELECT seq, decision_id, closed_at, pnl, return_pct, notes, chain FROM outcomes ORDER BY seq"
+        ):
+            oprev = _chain(oprev, _outcome_payload(seq, did, closed_at, pnl, ret, notes))
+            if oprev != chain and first_bad is None:
+                first_bad = f"the outcome of decision {did} differs from what was recorded (edited)"
+            oheads[seq] = chain
+        last_seq = max(oheads, default=0)
+    finally:
+        conn.close()
+    if first_bad:
+        report.problems.append(f"{path.name}: {first_bad}")
+    anchored_id = anchored_seq = 0
+    for rec in records:
+        if rec.get("op") != "commit":
+            continue
+        did, dhead = int(rec.get("decisions_id", 0)), rec.get("decisions_head")
+        oseq, ohead = int(rec.get("outcomes_seq", 0)), rec.get("outcomes_head")
+        if did and heads.get(did, b"").hex() != dhead:
+            report.problems.append(
+                f"{path.name}: decisions up to id {did} no longer match the audit trail (edited or removed)"
+            )
+            break
+        if oseq and oheads.get(oseq, b"").hex() != ohead:
+            report.problems.append(
+                f"{path.name}: outcomes up to {oseq} no longer match the audit trail (edited or removed)"
+            )
+            break
+        anchored_id, anchored_seq = max(anchored_id, did), max(anchored_seq, oseq)
+    if last_id > anchored_id or last_seq > anchored_seq:
+        report.warnings.append(
+            f"{path.name}: {last_id - anchored_id} decisions and {last_seq - anchored_seq} outcomes "
+            "were committed after the last audit record (a crash between commit and record?)"
+        )
+
+
+def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyReport:
+    """Check the audit chain, then each file it covers; never changes anything."""
+    root = Path(root)
+    report = VerifyReport(root)
+    trail = AuditTrail(root, cipher=cipher) if root.exists() else None
+    if trail is None or not trail.path.exists():
+        report.warnings.append("no audit trail yet (nothing has been written through memlab)")
+        return report
+    try:
+        records = trail.entries()
+    except MemoryStoreError as exc:
+        report.problems.append(str(exc))
+        return report
+    for problem in trail.chain_problems():
+        report.problems.append(f"audit_log.jsonl:{problem.line}: {problem.detail}")
+    report.checked.append(f"audit_log.jsonl ({len(records)} records)")
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_file.setdefault(str(rec.get("file")), []).append(rec)
+    for name, recs in sorted(by_file.items()):
+        recs = _since_reset(recs)
+        path = root / name
+        ops = {r.get("op") for r in recs}
+        if name == DECISIONS_FILE:
+            _check_decisions(report, path, recs)
+        elif "append" in ops:
+            _check_appends(report, path, recs)
+        elif "write" in ops:
+            _check_whole_file(report, path, recs)
+        report.checked.append(name)
+    # Content checks: each file must also still read as what it is.
+    for reader in (
+        lambda: CoreMemoryJournal(root, cipher=cipher).entries(),
+        lambda: ParameterStore(root, cipher=cipher).document(),
+    ):
+        try:
+            reader()
+        except MemoryStoreError as exc:
+            report.problems.append(str(exc))
+    strategy = root / STRATEGY_FILE
+    if strategy.exists():
+        try:
+            ast.parse(strategy.read_text(encoding="utf-8"))
+        except SyntaxError as exc:
+            report.problems.append(f"{STRATEGY_FILE}:{exc.lineno}: not valid Python ({exc.msg})")
+    return report
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
