@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dir", default=None, help="where to put the store (default: a temp dir)")
+    parser.add_argument("--reuse", action="store_true", help="query the store already in --dir; append nothing")
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     root = Path(args.dir or tempfile.mkdtemp(prefix="memlab-bench-")) / "mem_knowledge"
@@ -115,6 +116,9 @@ def main() -> None:
     start = datetime(2020, 1, 1, tzinfo=UTC)
     gen_s = write_s = 0.0
     done = 0
+    if args.reuse:
+        done = args.n = mem.decisions.count()
+        print(f"reusing {done:,} decisions")
     while done < args.n:
         n = min(args.batch * 10, args.n - done)
         t0 = time.perf_counter()
@@ -125,10 +129,11 @@ def main() -> None:
         gen_s += t1 - t0
         write_s += t2 - t1
         done += n
-    print(
-        f"append: {args.n:,} decisions in {write_s:.1f} s ({args.n / write_s:,.0f}/s), "
-        f"batched commits of {args.batch:,}; (generating them took {gen_s:.1f} s, not counted)"
-    )
+    if not args.reuse:
+        print(
+            f"append: {args.n:,} decisions in {write_s:.1f} s ({args.n / write_s:,.0f}/s), "
+            f"batched commits of {args.batch:,}; (generating them took {gen_s:.1f} s, not counted)"
+        )
     size = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
     print(f"store size: {size / 1e6:.0f} MB")
 
@@ -151,7 +156,13 @@ def main() -> None:
             t = time.perf_counter()
             mem.decisions.nearest(q, k=20, **kwargs)
             lat.append(time.perf_counter() - t)
-        print(f"recall k=20 ({label}): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms")
+        print(f"recall k=20 ({label}), DataFrame: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms")
+        lat = []
+        for q in queries:
+            t = time.perf_counter()
+            mem.decisions.neighbourhood(q, k=20, **kwargs)
+            lat.append(time.perf_counter() - t)
+        print(f"recall k=20 ({label}), arrays: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms")
 
     # Peer: brute-force scan of the same standardised vectors, in this run.
     x = (
@@ -171,16 +182,20 @@ def main() -> None:
         f"peer (NumPy brute force over {args.n:,}): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms"
     )
 
-    for order in ("relevance", "recent"):
+    for order, window in (("recent", None), ("relevance", 1000), ("relevance", None)):
         lat = []
         for i in range(args.queries):
             a, b = rng.integers(0, len(WORDS), 2)
             text = f"{WORDS[a]} {WORDS[b]}" if i % 2 else WORDS[a]
             t = time.perf_counter()
-            mem.decisions.search(text, limit=20, order=order)
+            mem.decisions.search(text, limit=20, order=order, window=window)
             lat.append(time.perf_counter() - t)
+            if order == "relevance" and window is None and i >= 99:
+                break  # bm25 over every match is slow at this size; 100 queries tell enough
+        label = order if order == "recent" else f"relevance, window={window}"
         print(
-            f"search ({order}, 1-2 words, limit 20): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms"
+            f"search ({label}, 1-2 words, limit 20, {len(lat)} queries): "
+            f"p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms"
         )
 
 

@@ -678,14 +678,22 @@ class DecisionStore:
         return frame
 
     def search(
-        self, text: str, *, limit: int = 20, order: str = "recent", raw: bool = False
+        self,
+        text: str,
+        *,
+        limit: int = 20,
+        order: str = "recent",
+        raw: bool = False,
+        window: int | None = 1000,
     ) -> pd.DataFrame:
         """Full-text search over reasons and outcome notes.
 
         Words are matched with stemming ("breakouts" finds "breakout"); all words must
-        occur. ``raw=True`` passes ``text`` as an FTS5 query (``"support" OR "resistance"``).
-        ``order`` is ``"recent"`` (newest first, fast at any size) or ``"relevance"`` (bm25; slower when a word is very common). Returns the decisions indexed by
-        id in result order, with a ``decided_at`` column.
+        occur. ``raw=True`` passes ``text`` as an FTS5 query (``support OR resistance``).
+        ``order="recent"`` lists the newest matches first; ``order="relevance"`` ranks by
+        bm25 among the newest ``window`` matches (so it stays fast when a word occurs in
+        hundreds of thousands of decisions; ``window=None`` ranks the whole history).
+        Returns the decisions indexed by id in result order, with a ``decided_at`` column.
         """
         if order not in ("relevance", "recent"):
             raise InvalidInputError(f"order must be 'relevance' or 'recent', not {order!r}")
@@ -696,17 +704,24 @@ class DecisionStore:
             if not words:
                 raise InvalidInputError(f"nothing to search for in {text!r}")
             query = " ".join(f'"{w}"' for w in words)
-        sort = "rank" if order == "relevance" else "rowid DESC"
+        if order == "recent":
+            sql = "SELECT rowid FROM decisions_fts WHERE decisions_fts MATCH ? ORDER BY rowid DESC LIMIT ?"
+            args: tuple[Any, ...] = (query, int(limit))
+        elif window is None:
+            sql = "SELECT rowid FROM decisions_fts WHERE decisions_fts MATCH ? ORDER BY rank LIMIT ?"
+            args = (query, int(limit))
+        else:
+            sql = (
+                "SELECT id FROM (SELECT rowid AS id, rank AS score FROM decisions_fts "
+                "WHERE decisions_fts MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY score, id DESC LIMIT ?"
+            )
+            args = (query, int(window), int(limit))
         with self._lock:
             try:
-                hits = self._conn.execute(
-                    f"SELECT rowid FROM decisions_fts WHERE decisions_fts MATCH ? ORDER BY {sort} LIMIT ?",
-                    (query, int(limit)),
-                ).fetchall()
+                hits = self._conn.execute(sql, args).fetchall()
             except sqlite3.OperationalError as exc:
                 raise InvalidInputError(f"bad search query {text!r}: {exc}") from None
-        ids = [h[0] for h in hits]
-        return self._by_ids(ids)
+        return self._by_ids([h[0] for h in hits])
 
     def _by_ids(self, ids: list[int]) -> pd.DataFrame:
         """Decisions indexed by id, in the order of ``ids``."""
