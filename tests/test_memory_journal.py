@@ -128,3 +128,11 @@ def test_every_append_is_in_the_audit_trail(memory_dir: Path) -> None:
     assert [(r["start"], r["end"]) for r in records][0][0] == 0
     assert records[-1]["end"] == (memory_dir / "core_memory_updates.txt").stat().st_size
     assert len(records) == 2  # one record per durable write, batches included
+
+
+def test_tail_returns_the_last_entries_with_their_line_numbers(memory_dir: Path) -> None:
+    journal = CoreMemoryJournal(memory_dir)
+    journal.append_many([{"N": i} for i in range(50)])
+    tail = journal.tail(3)
+    assert [(e.line, e.fields["N"]) for e in tail] == [(48, "47"), (49, "48"), (50, "49")]
+    assert journal.tail(0) == [] and len(journal.tail(500)) == 50

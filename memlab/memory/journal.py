@@ -277,7 +277,7 @@ class CoreMemoryJournal:
 
     def tail(self, n: int = 20) -> list[JournalEntry]:
         """The last ``n`` entries."""
-        return self._read()[-n:] if n > 0 else []
+        return self._read(last=n) if n > 0 else []
 
     def frame(self, **filters: Any) -> pd.DataFrame:
         """Entries as a DataFrame indexed by UTC time: ``line``, ``text`` and one column per key."""
@@ -296,7 +296,7 @@ class CoreMemoryJournal:
     def __len__(self) -> int:
         return len(self._read())
 
-    def _read(self) -> list[JournalEntry]:
+    def _read(self, last: int | None = None) -> list[JournalEntry]:
         if not self.path.exists():
             return []
         out = []
@@ -306,7 +306,8 @@ class CoreMemoryJournal:
         complete = lines[:-1]  # the part after the last newline is empty or a torn write
         if lines[-1]:
             log.warning("%s: last line is incomplete (crash mid-write?); it is not read", self.path)
-        for number, raw in enumerate(complete, start=1):
+        first = 0 if last is None else max(0, len(complete) - last)
+        for number, raw in enumerate(complete[first:], start=first + 1):
             if not raw.strip():
                 raise CorruptMemoryError(self.path, "empty line in the journal", number)
             if is_token(raw):
