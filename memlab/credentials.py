@@ -1,7 +1,8 @@
 """Broker credentials from the environment and an optional ``.env``, never shown.
 
 Convention: ``<BROKER>_API_KEY``, ``<BROKER>_API_SECRET`` and optionally
-``<BROKER>_PASSPHRASE`` (broker name upper-cased, non-alphanumerics as ``_``).
+``<BROKER>_PASSPHRASE`` (broker name upper-cased, non-alphanumerics as ``_``); a
+webhook's shared secret is ``<NAME>_WEBHOOK_SECRET``.
 Variables already in the environment win over ``.env``. Values come back wrapped in
 :class:`Secret`, whose repr, str, format and pickling never show them; every access is
 appended to an audit log (when, which broker, which caller) without the values.
@@ -39,7 +40,7 @@ from memlab.memory.durable import append_durable, ensure_private_dir
 log = logging.getLogger(__name__)
 
 CREDENTIAL_AUDIT_FILE = "credential_access.log"
-_SUFFIXES = ("_API_KEY", "_API_SECRET", "_PASSPHRASE")
+_SUFFIXES = ("_API_KEY", "_API_SECRET", "_PASSPHRASE", "_WEBHOOK_SECRET")
 
 
 class Secret:
@@ -221,6 +222,22 @@ class CredentialManager:
             api_secret=Secret(secret) if secret else None,
             passphrase=Secret(passphrase) if passphrase else None,
         )
+
+    def has_webhook_secret(self, name: str) -> bool:
+        """Whether ``<NAME>_WEBHOOK_SECRET`` is set."""
+        self._maybe_reload()
+        return bool(self._values.get(f"{env_prefix(name)}_WEBHOOK_SECRET"))
+
+    def get_webhook_secret(self, name: str) -> Secret:
+        """The shared secret of webhook ``name`` (``<NAME>_WEBHOOK_SECRET``); audited."""
+        self._maybe_reload()
+        var = f"{env_prefix(name)}_WEBHOOK_SECRET"
+        value = self._values.get(var)
+        self._audit(f"webhook:{name}", granted=bool(value))
+        if not value:
+            where = f" or in {self.env_file}" if self.env_file is not None else ""
+            raise MissingCredentialsError(f"no shared secret for webhook {name!r}: set {var} in the environment{where}")
+        return Secret(value)
 
     def secret_values(self) -> list[str]:
         """Every loaded secret value, for redaction filters only (never log the result)."""
