@@ -93,6 +93,16 @@ def make_decisions(n: int, rng: np.random.Generator, start: datetime) -> list[De
     return out
 
 
+def timed(call, items) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds each ``call(item)`` took."""
+    out = []
+    for item in items:
+        t = time.perf_counter()
+        call(item)
+        out.append(time.perf_counter() - t)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000.0, q))
 
@@ -103,7 +113,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dir", default=None, help="where to put the store (default: a temp dir)")
-    parser.add_argument("--reuse", action="store_true", help="query the store already in --dir; append nothing")
+    parser.add_argument(
+        "--reuse", action="store_true", help="query the store already in --dir; append nothing"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     root = Path(args.dir or tempfile.mkdtemp(prefix="memlab-bench-")) / "mem_knowledge"
@@ -145,24 +157,17 @@ def main() -> None:
     )
     for label, kwargs in (
         ("all decisions", {}),
-        (
-            "strategy+action filter, closed_only",
-            {"strategy": "momentum", "action": "BUY", "closed_only": False},
-        ),
+        ("strategy+action filter", {"strategy": "momentum", "action": "BUY"}),
     ):
         mem.decisions.nearest(queries[0], k=20, **kwargs)  # warm the filtered tree
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            mem.decisions.nearest(q, k=20, **kwargs)
-            lat.append(time.perf_counter() - t)
-        print(f"recall k=20 ({label}), DataFrame: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms")
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            mem.decisions.neighbourhood(q, k=20, **kwargs)
-            lat.append(time.perf_counter() - t)
-        print(f"recall k=20 ({label}), arrays: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms")
+        for shape, call in (
+            ("DataFrame", mem.decisions.nearest),
+            ("arrays", mem.decisions.neighbourhood),
+        ):
+            lat = timed(lambda q, call=call: call(q, k=20, **kwargs), queries)  # noqa: B023
+            print(
+                f"recall k=20 ({label}), {shape}: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms"
+            )
 
     # Peer: brute-force scan of the same standardised vectors, in this run.
     x = (
