@@ -1,0 +1,128 @@
+"""Parameter sweeps: many parameter sets backtested as the columns of one vectorbt call.
+
+The grid is expanded to every combination; combinations are simulated in chunks
+(``chunk_size`` columns per vectorbt call) so memory stays bounded on long histories.
+Indicator values shared by several combinations are computed once per sweep.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memlab.backtest.engine import Direction, Fill, periods_per_year, simulate
+from memlab.errors import InvalidInputError
+from memlab.strategies import check_params, get
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as parameter dicts."""
+    if not grid:
+        raise InvalidInputError("the grid is empty: give each swept parameter a list of values")
+    names = list(grid)
+    for name in names:
+        if isinstance(grid[name], (str, bytes)) or len(grid[name]) == 0:
+            raise InvalidInputError(f"grid[{name!r}] must be a non-empty list of values")
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _column_stats(values: np.ndarray, ppy: float) -> dict[str, np.ndarray]:
+    """Vectorised headline stats for an (n_bars, n_columns) equity matrix."""
+    rets = np.diff(values, axis=0) / values[:-1]
+    std = rets.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = np.where(std > 0, rets.mean(axis=0) / std * np.sqrt(ppy), np.nan)
+    peak = np.maximum.accumulate(values, axis=0)
+    return {
+        "total_return": values[-1] / values[0] - 1.0,
+        "sharpe": sharpe,
+        "max_drawdown": -(values / peak - 1.0).min(axis=0),
+    }
+
+
+def sweep(
+    ohlcv: pd.DataFrame,
+    strategy: str,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    fees: float = 0.0,
+    slippage: float = 0.0,
+    fill: Fill = "next_open",
+    direction: Direction = "longonly",
+    init_cash: float = 100_000.0,
+    chunk_size: int = 200,
+    progress: bool = True,
+    skip_invalid: bool = True,
+) -> pd.DataFrame:
+    """Backtest every combination of ``grid``; one row per combination.
+
+    Columns: the parameters, then ``total_return``, ``n_trades``, ``win_rate``,
+    ``sharpe``, ``max_drawdown`` (as in :func:`memlab.backtest.run`). Combinations the
+    strategy refuses (e.g. ``fast >= slow``) are skipped when ``skip_invalid``.
+
+    >>> from memlab.data import sample
+    >>> table = sweep(sample("GOOG"), "sma_cross", {"fast": [5, 10], "slow": [20, 40]}, progress=False)
+    >>> len(table), list(table.columns[:3])
+    (4, ['fast', 'slow', 'total_return'])
+    """
+    from tqdm.auto import tqdm
+
+    fn = get(strategy)
+    combos = []
+    for combo in expand_grid(grid):
+        try:
+            params = check_params(strategy, combo)
+            fn(ohlcv.iloc[:2], **params)  # the strategy's own checks, on two bars
+        except InvalidInputError:
+            if not skip_invalid:
+                raise
+            continue
+        combos.append(params)
+    if not combos:
+        raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    ppy = periods_per_year(ohlcv.index)
+    shift = fill == "next_open"
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(combos), desc=f"sweep {strategy}", unit="set", disable=not progress)
+    cache: dict[Any, pd.DataFrame] = {}
+    try:
+        for lo in range(0, len(combos), chunk_size):
+            chunk = combos[lo : lo + chunk_size]
+            n = len(ohlcv)
+            orders = {k: np.zeros((n, len(chunk)), dtype=bool) for k in ("entries", "exits", "short_entries", "short_exits")}
+            for j, params in enumerate(chunk):
+                key = tuple(sorted(params.items()))
+                sig = cache.pop(key, None)
+                if sig is None:
+                    sig = fn(ohlcv, **params)
+                for arg, col in (("entries", "entry"), ("exits", "exit"), ("short_entries", "short_entry"), ("short_exits", "short_exit")):
+                    values = sig[col].to_numpy(dtype=bool)
+                    if shift:
+                        orders[arg][1:, j] = values[:-1]
+                    else:
+                        orders[arg][:, j] = values
+            pf = simulate(ohlcv, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
+            values = pf.value().to_numpy()
+            stats = _column_stats(values, ppy)
+            closed = pf.trades.closed
+            counts = np.atleast_1d(np.asarray(closed.count())).ravel()
+            col_idx = closed.records["col"]
+            wins = np.bincount(col_idx[closed.records["pnl"] > 0], minlength=len(chunk))
+            for j, params in enumerate(chunk):
+                n_trades = int(counts[j])
+                rows.append({
+                    **params,
+                    "total_return": float(stats["total_return"][j]),
+                    "n_trades": n_trades,
+                    "win_rate": wins[j] / n_trades if n_trades else float("nan"),
+                    "sharpe": float(stats["sharpe"][j]),
+                    "max_drawdown": float(stats["max_drawdown"][j]),
+                })
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return pd.DataFrame(rows)
