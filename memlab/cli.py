@@ -18,6 +18,7 @@ from memlab.errors import MemlabError
 COMMAND_MODULES: tuple[str, ...] = (
     "memlab.memory.cli",
     "memlab.credentials",
+    "memlab.training.cli",
     "memlab.demo",
 )
 

@@ -125,7 +125,7 @@ def trades_frame(pf: Any) -> pd.DataFrame:
     records = pf.trades.records_readable
     if not len(records):
         return pd.DataFrame(columns=["entry_time", "exit_time", "entry_price", "exit_price", "size",
-                                     "direction", "pnl", "return", "status"])
+                                     "direction", "pnl", "return_pct", "status"])
     out = pd.DataFrame({
         "entry_time": pd.to_datetime(records["Entry Timestamp"], utc=True),
         "exit_time": pd.to_datetime(records["Exit Timestamp"], utc=True),
@@ -134,7 +134,7 @@ def trades_frame(pf: Any) -> pd.DataFrame:
         "size": records["Size"].astype(float),
         "direction": records["Direction"].astype(str),
         "pnl": records["PnL"].astype(float),
-        "return": records["Return"].astype(float),
+        "return_pct": records["Return"].astype(float) * 100.0,
         "status": records["Status"].astype(str),
     })
     return out.reset_index(drop=True)

@@ -1,0 +1,164 @@
+"""Historical training: walk-forward per symbol, experience into memory, parameters chosen.
+
+:func:`train` computes everything first (possibly on Dask workers) and writes only when
+every symbol has succeeded, so a failed run leaves the previous parameters and memory
+as they were. The writes are ordered so that a run interrupted while writing is
+completed by running it again: decisions (one transaction, idempotent by key), the
+learned strategy, then ``params/trained.json``, ``parameter_updates.json`` and the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memlab.errors import InvalidInputError, MemlabError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "sma_cross": {"fast": [5, 10, 15, 20], "slow": [30, 50, 80]},
+    "momentum": {"lookback": [10, 20, 40], "threshold": [0.01, 0.03, 0.05]},
+    "rsi_reversion": {"period": [7, 14], "lower": [25, 30], "upper": [70, 75]},
+    "high_volatility": {"volatility_threshold": [1.0, 2.0], "rsi_threshold": [30, 35, 40]},
+}
+
+
+class TrainingError(MemlabError):
+    """Training failed; nothing was written."""
+
+
+@dataclass
+class TrainingConfig:
+    """What to train: ``symbols`` are sample names (GOOG), file paths, or
+    ``synthetic:SEED[:BARS]``; the grid defaults to :data:`DEFAULT_GRIDS`."""
+
+    symbols: Sequence[str]
+    strategy: str = "sma_cross"
+    grid: Mapping[str, Sequence[Any]] | None = None
+    start: str | None = None
+    end: str | None = None
+    train_bars: int | None = None
+    test_bars: int | None = None
+    metric: str = "sharpe"
+    fees: float = 0.0005
+    slippage: float = 0.0
+    memory_path: str | Path | None = None
+    params_dir: str | Path | None = None
+    scheduler: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class SymbolResult:
+    """Everything learned for one symbol, not yet written anywhere."""
+
+    symbol: str
+    strategy: str
+    folds: pd.DataFrame
+    chosen: dict[str, Any]
+    summary: dict[str, Any]
+    full_stats: dict[str, float]
+    decisions: list[Any] = field(repr=False)
+
+
+def load_symbol(spec: str, *, start: str | None = None, end: str | None = None) -> pd.DataFrame:
+    """Market history for a symbol spec (see :class:`TrainingConfig`)."""
+    from memlab.data import SAMPLES, load_ohlcv, sample, synthetic_ohlcv
+
+    if spec.upper() in SAMPLES:
+        frame = sample(spec)
+    elif spec.startswith("synthetic:"):
+        parts = spec.split(":")
+        seed = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        bars = int(parts[2]) if len(parts) > 2 else 5000
+        frame = synthetic_ohlcv(bars, freq="1h", seed=seed)
+        frame.attrs["symbol"] = f"SYN{seed}"
+    elif Path(spec).suffix.lower() in (".csv", ".parquet", ".pq"):
+        frame = load_ohlcv(spec)
+    else:
+        raise InvalidInputError(
+            f"cannot find market data for {spec!r}: use a sample (GOOG, EURUSD, BTCUSD), a .csv/.parquet "
+            "path, or synthetic:SEED[:BARS] (download online data first with memlab.data.download_ohlcv)"
+        )
+    symbol = frame.attrs.get("symbol", spec)
+    if start or end:
+        frame = frame.loc[pd.Timestamp(start, tz="UTC") if start else None : pd.Timestamp(end, tz="UTC") if end else None]
+        frame.attrs["symbol"] = symbol
+    if len(frame) < 100:
+        raise InvalidInputError(f"{spec}: only {len(frame)} bars between {start} and {end}; need at least 100")
+    return frame
+
+
+def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
+    """Walk-forward, choose parameters, and turn the chosen strategy's trades into experience."""
+    from memlab import backtest
+    from memlab.training.experience import trades_to_decisions
+    from memlab.training.walkforward import walk_forward
+
+    spec, cfg = task
+    ohlcv = load_symbol(spec, start=cfg.start, end=cfg.end)
+    symbol = ohlcv.attrs.get("symbol", spec)
+    grid = dict(cfg.grid or DEFAULT_GRIDS.get(cfg.strategy) or {})
+    if not grid:
+        raise InvalidInputError(f"no default grid for {cfg.strategy}; pass grid=")
+    test = cfg.test_bars or max(len(ohlcv) // 8, 20)
+    train_n = cfg.train_bars or min(3 * test, len(ohlcv) - test)
+    report = walk_forward(ohlcv, cfg.strategy, grid, train_bars=train_n, test_bars=test, metric=cfg.metric,
+                          fees=cfg.fees, slippage=cfg.slippage)
+    chosen = report.chosen
+    full = backtest.run(ohlcv, cfg.strategy, chosen, fees=cfg.fees, slippage=cfg.slippage)
+    decisions = trades_to_decisions(ohlcv, full, symbol=symbol)
+    return SymbolResult(symbol, cfg.strategy, report.folds, chosen, report.summary(), full.stats, decisions)
+
+
+def train(cfg: TrainingConfig) -> dict[str, Any]:
+    """Train every symbol, then write parameters, experience and the learned strategy.
+
+    Returns a JSON-ready summary (also what ``memlab nightly`` stores in summary.json).
+    """
+    from memlab.memory import MemoryStores
+    from memlab.strategies import get
+    from memlab.strategies.params import save_trained
+    from memlab.training.distributed import fan_out
+
+    get(cfg.strategy)  # fail fast on an unknown strategy
+    if not cfg.symbols:
+        raise InvalidInputError("no symbols to train on")
+    try:
+        results = fan_out(train_symbol, [(s, cfg) for s in cfg.symbols], scheduler=cfg.scheduler,
+                          desc=f"training {cfg.strategy}", progress=cfg.progress)
+    except MemlabError:
+        raise
+    except Exception as exc:
+        raise TrainingError(f"training failed before anything was written: {exc.__class__.__name__}: {exc}") from exc
+    stamp = datetime.now(UTC)
+    summary: dict[str, Any] = {"trained_at": stamp.isoformat(timespec="seconds"), "strategy": cfg.strategy, "symbols": {}}
+    with MemoryStores(cfg.memory_path) as mem:
+        for res in results:
+            reason = (f"walk-forward {stamp:%Y-%m-%d}: {len(res.folds)} folds, out-of-sample "
+                      f"{cfg.metric} {res.summary[f'out_of_sample_{cfg.metric}']:.2f} "
+                      f"(in-sample {res.summary[f'in_sample_{cfg.metric}']:.2f})")
+            ids = mem.decisions.record_many(res.decisions)
+            learned_name = "Learned" + "".join(p.title() for p in cfg.strategy.split("_")) + "".join(
+                ch for ch in res.symbol.title() if ch.isalnum())
+            version = mem.strategies.save(learned_name, res.chosen, base=f"memlab.strategies.library:{cfg.strategy}",
+                                          reason=reason, metrics={k: v for k, v in res.full_stats.items() if isinstance(v, float)})
+            save_trained(res.symbol, cfg.strategy, res.chosen, reason=reason, directory=cfg.params_dir)
+            changes = mem.parameters.update({f"{res.symbol}.{cfg.strategy}.{k}": v for k, v in res.chosen.items()},
+                                            reason=reason, at=stamp)
+            mem.journal.append({"Training": res.symbol, "Strategy": cfg.strategy, "Params": res.chosen,
+                                "OOS Sharpe": round(res.summary["out_of_sample_sharpe"], 3) if "out_of_sample_sharpe" in res.summary else "n/a",
+                                "Decisions": len(ids)}, at=stamp)
+            summary["symbols"][res.symbol] = {
+                **res.summary, "full_history": res.full_stats, "decisions_recorded": len(ids),
+                "learned_strategy": f"{learned_name}_v{version}", "parameter_changes": {k: list(v) for k, v in changes.items()},
+                "folds": res.folds.assign(params=res.folds["params"].astype(str)).to_dict(orient="records"),
+            }
+    return summary
