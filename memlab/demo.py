@@ -10,100 +10,68 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 Step = Callable[[Path, Path], dict[str, Path]]
 
 
-def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
-    """Write the seed's memory examples through every store, search them, verify, back up."""
-    import numpy as np
+def backtest_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
+    """Backtest SMA crossover on real daily GOOG history and sweep its two windows."""
+    from memlab import backtest
+    from memlab.data import sample
 
-    from memlab.features import FEATURE_NAMES
-    from memlab.memory import Decision, MemoryStores, Outcome
+    bars = sample("GOOG")
+    result = backtest.run(bars, "sma_cross", {"fast": 10, "slow": 30}, fees=0.0005)
+    s = result.stats
+    print(f"  GOOG sma_cross(10, 30): return {s['total_return']:+.1%}, {s['n_trades']} trades, "
+          f"win rate {s['win_rate']:.0%}, sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.1%}")
+    table = backtest.sweep(bars, "sma_cross", {"fast": [5, 10, 15, 20, 25], "slow": [30, 40, 50, 60, 80, 100]},
+                           fees=0.0005, progress=False)
+    best = table.sort_values("sharpe", ascending=False).iloc[0]
+    print(f"  sweep of {len(table)} parameter sets: best sharpe {best['sharpe']:.2f} at fast={int(best['fast'])}, slow={int(best['slow'])}")
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    result.figure().write_html(figures / "backtest_equity.html", include_plotlyjs="directory")
+    backtest.sweep_heatmap(table, "fast", "slow", "sharpe").write_html(figures / "sweep_heatmap.html", include_plotlyjs="directory")
+    table.to_csv(out_dir / "sweep.csv", index=False)
+    return {"equity + drawdown": figures / "backtest_equity.html", "sweep heatmap": figures / "sweep_heatmap.html",
+            "sweep table": out_dir / "sweep.csv"}
+
+
+def nightly_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
+    """The nightly training notebook, run by papermill, trains GOOG and EURUSD into memory."""
+    from memlab.training import run_nightly
+
+    run_dir = run_nightly({"symbols": ["GOOG", "EURUSD"], "strategy": "sma_cross", "memory_path": str(memory_path)},
+                          out_root=out_dir / "runs", progress=False)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for symbol, res in summary["symbols"].items():
+        print(f"  {symbol}: chose {res['chosen']}, sharpe in-sample {res['in_sample_sharpe']:.2f} vs "
+              f"out-of-sample {res['out_of_sample_sharpe']:.2f}; {res['decisions_recorded']} trades recorded as experience")
+    return {"executed notebook": run_dir / "nightly_training.ipynb", "summary": run_dir / "summary.json"}
+
+
+def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
+    """What training left in memory: search it, recall similar situations, verify, back up."""
+    from memlab.memory import MemoryStores
     from memlab.memory.backup import backup_memory
     from memlab.memory.verify import verify_memory
 
     with MemoryStores(memory_path) as mem:
-        t0 = datetime(2025, 10, 16, 14, 30, 15, tzinfo=UTC)
-        mem.journal.append_many(
-            [
-                (t0, {"Strategy": "momentum", "Decision": "BUY", "Confidence": 0.85}, ()),
-                (
-                    t0 + timedelta(minutes=5),
-                    {"Entry Price": 65000, "Stop Loss": 64500, "Target": 66000},
-                    (),
-                ),
-                (t0 + timedelta(minutes=10), {"P&L": "+$500"}, ("Closed position successfully",)),
-                (
-                    t0 + timedelta(minutes=15),
-                    {"Learned": "Support at 64500 is strong"},
-                    ("record for future",),
-                ),
-            ]
-        )
-        mem.parameters.update(
-            {"momentum_threshold": 0.04, "position_size": 0.1, "risk_per_trade": 0.02},
-            reason="initial parameters",
-            at=t0,
-        )
-        mem.parameters.set(
-            "momentum_threshold",
-            0.05,
-            reason="Increased volatility observed",
-            at=t0 + timedelta(hours=1),
-        )
-        mem.strategies.save(
-            "LearnedHighVolatilityStrategy",
-            {"rsi_threshold": 35, "volatility_threshold": 2.0},
-            base="memlab.features:rsi",
-            reason="demo: thresholds from the seed",
-        )
-        rng = np.random.default_rng(42)
-        decisions = []
-        for i in range(500):
-            feats = dict(
-                zip(
-                    FEATURE_NAMES,
-                    rng.normal(size=len(FEATURE_NAMES)).round(3).tolist(),
-                    strict=True,
-                )
-            )
-            won = feats["trend"] > 0
-            decisions.append(
-                Decision(
-                    symbol="BTCUSDT",
-                    strategy="momentum",
-                    action="BUY",
-                    confidence=0.6,
-                    reason="breakout above resistance" if won else "buying the dip into support",
-                    features=feats,
-                    decided_at=t0 + timedelta(minutes=5 * i),
-                    agent_id="demo",
-                    key=f"demo:{i}",
-                    outcome=Outcome(
-                        pnl=50.0 if won else -40.0,
-                        return_pct=0.8 if won else -0.6,
-                        closed_at=t0 + timedelta(minutes=5 * i + 60),
-                    ),
-                )
-            )
-        mem.decisions.record_many(decisions)
-        similar = mem.decisions.nearest(
-            {**{n: 0.0 for n in FEATURE_NAMES}, "trend": 1.5}, k=20, closed_only=True
-        )
-        found = mem.decisions.search("breakout resistance", limit=5)
-        print(f"  journal: {len(mem.journal)} lines; parameters: {mem.parameters.current()}")
-        print(
-            f"  decisions: {mem.decisions.count()}; 20 most similar to an up-trend: "
-            f"{int((similar['pnl'] > 0).sum())} won"
-        )
-        print(
-            f"  search 'breakout resistance': {len(found)} hits, e.g. {found['reason'].iloc[0]!r}"
-        )
+        mem.journal.append({"Learned": "Support at 64500 is strong"}, note="record for future")
+        latest = mem.decisions.recent(1)
+        features = latest[[c for c in latest.columns if c in ("ret_5", "ret_20", "volatility", "vol_ratio", "rsi", "trend")]].iloc[0].to_dict()
+        similar = mem.decisions.nearest(features, k=10, closed_only=True)
+        won = int((similar["pnl"] > 0).sum())
+        found = mem.decisions.search("lost", limit=5)
+        print(f"  journal: {len(mem.journal)} lines; last: {mem.journal.tail(1)[0]}")
+        print(f"  decisions: {mem.decisions.count()}; the 10 most similar to the latest situation: {won} won, "
+              f"mean {similar['return_pct'].mean():+.2f}%")
+        print(f"  full-text search 'lost': {len(found)} hits, e.g. {found['reason'].iloc[0]!r}")
+        print(f"  parameters: {mem.parameters.current()}")
     report = verify_memory(memory_path)
-    print(f"  verify: {'OK' if report.ok else report}")
+    print(f"  memlab memory verify: {'OK' if report.ok else report}")
     archive = backup_memory(memory_path, out_dir / "backups")
     return {
         "journal": memory_path / "core_memory_updates.txt",
@@ -116,10 +84,13 @@ def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
 def steps() -> list[tuple[str, Step]]:
     """The demo's steps, in the order of the data flow."""
-    return [("memory stores", memory_step)]
+    return [("backtest", backtest_step), ("nightly training", nightly_step), ("memory", memory_step)]
 
 
 def run_demo(out_dir: Path) -> dict[str, dict[str, Path]]:
+    import logging
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     out_dir.mkdir(parents=True, exist_ok=True)
     memory_path = out_dir / "mem_knowledge"
     results: dict[str, dict[str, Path]] = {}
