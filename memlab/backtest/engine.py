@@ -56,6 +56,12 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
     return 365.25 * 86400 / spacing
 
 
+def _freq(index: pd.Index) -> pd.Timedelta:
+    if isinstance(index, pd.DatetimeIndex):
+        return pd.Timedelta(seconds=365.25 * 86400 / periods_per_year(index))
+    return pd.Timedelta(days=1)  # a RangeIndex (sweeps): annualisation is done by the caller
+
+
 def _orders(signals: pd.DataFrame, fill: Fill) -> dict[str, pd.DataFrame | pd.Series]:
     cols = {"entries": "entry", "exits": "exit", "short_entries": "short_entry", "short_exits": "short_exit"}
     out = {}
@@ -93,7 +99,7 @@ def simulate(
     return vbt.Portfolio.from_signals(
         ohlcv["Close"], price=price, fees=fees, slippage=slippage, init_cash=init_cash,
         size=np.inf, **({} if direction == "both" else {"direction": "longonly"}),
-        upon_opposite_entry="reverse", freq=pd.Timedelta(seconds=365.25 * 86400 / periods_per_year(ohlcv.index)),
+        upon_opposite_entry="reverse", freq=_freq(ohlcv.index),
         **kwargs,
     )
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from memlab.backtest.engine import Direction, Fill, periods_per_year, simulate
 from memlab.errors import InvalidInputError
-from memlab.strategies import check_params, get
+from memlab.strategies import BATCH, check_params, get
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -88,24 +88,30 @@ def sweep(
     shift = fill == "next_open"
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(combos), desc=f"sweep {strategy}", unit="set", disable=not progress)
-    cache: dict[Any, pd.DataFrame] = {}
+    batch = BATCH.get(strategy)
+    # Sweeps need numbers only: a RangeIndex spares vectorbt converting a tz-aware
+    # DatetimeIndex to Python objects on every check and wrap (most of the time otherwise).
+    plain = ohlcv[["Open", "High", "Low", "Close", "Volume"]].reset_index(drop=True)
     try:
         for lo in range(0, len(combos), chunk_size):
             chunk = combos[lo : lo + chunk_size]
             n = len(ohlcv)
-            orders = {k: np.zeros((n, len(chunk)), dtype=bool) for k in ("entries", "exits", "short_entries", "short_exits")}
-            for j, params in enumerate(chunk):
-                key = tuple(sorted(params.items()))
-                sig = cache.pop(key, None)
-                if sig is None:
-                    sig = fn(ohlcv, **params)
-                for arg, col in (("entries", "entry"), ("exits", "exit"), ("short_entries", "short_entry"), ("short_exits", "short_exit")):
-                    values = sig[col].to_numpy(dtype=bool)
+            names = ("entries", "exits", "short_entries", "short_exits")
+            orders = {k: np.zeros((n, len(chunk)), dtype=bool) for k in names}
+            if batch is not None:
+                per_combo = batch(ohlcv, chunk)
+            else:
+                per_combo = (
+                    tuple(sig[c].to_numpy(dtype=bool) for c in ("entry", "exit", "short_entry", "short_exit"))
+                    for sig in (fn(ohlcv, **params) for params in chunk)
+                )
+            for j, arrays in enumerate(per_combo):
+                for arg, values in zip(names, arrays, strict=True):
                     if shift:
                         orders[arg][1:, j] = values[:-1]
                     else:
                         orders[arg][:, j] = values
-            pf = simulate(ohlcv, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
+            pf = simulate(plain, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
             values = pf.value().to_numpy()
             stats = _column_stats(values, ppy)
             closed = pf.trades.closed

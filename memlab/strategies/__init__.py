@@ -18,7 +18,13 @@ from typing import Any
 import pandas as pd
 
 from memlab.errors import InvalidInputError
-from memlab.strategies.library import high_volatility, momentum, rsi_reversion, sma_cross
+from memlab.strategies.library import (
+    high_volatility,
+    momentum,
+    rsi_reversion,
+    sma_cross,
+    sma_cross_batch,
+)
 from memlab.strategies.params import default_params, load_params
 from memlab.strategies.signals import SIGNAL_COLUMNS, signal_frame
 
@@ -31,12 +37,16 @@ REGISTRY: dict[str, StrategyFn] = {
     "high_volatility": high_volatility,
 }
 
+#: Optional fast paths for sweeps: ``f(ohlcv, combos)`` yielding signal arrays per combo.
+BATCH: dict[str, Callable[..., Any]] = {"sma_cross": sma_cross_batch}
+
 
 def register(name: str, fn: StrategyFn) -> None:
     """Make ``fn`` available by ``name`` everywhere (backtest, training, trader)."""
     if not name.isidentifier():
         raise InvalidInputError(f"strategy name {name!r} must be an identifier")
     REGISTRY[name] = fn
+    BATCH.pop(name, None)  # a replaced strategy must not keep the old fast path
 
 
 def get(name: str) -> StrategyFn:
@@ -67,6 +77,7 @@ def compute_signals(name: str, ohlcv: pd.DataFrame, params: Mapping[str, Any] | 
 
 
 __all__ = [
+    "BATCH",
     "REGISTRY",
     "SIGNAL_COLUMNS",
     "check_params",

@@ -75,3 +75,29 @@ def high_volatility(
     entry = (feats["volatility"] > volatility_threshold) & (feats["rsi"] < rsi_threshold)
     return signal_frame(ohlcv.index, entry=entry, exit=feats["rsi"] > exit_rsi,
                         confidence=pd.Series(0.8, index=ohlcv.index).where(entry))
+
+
+def sma_cross_batch(ohlcv: pd.DataFrame, combos: list[dict[str, int]]):  # type: ignore[no-untyped-def]
+    """Signals of many ``sma_cross`` parameter sets, each moving average computed once.
+
+    Yields ``(entry, exit, short_entry, short_exit)`` boolean arrays per combination,
+    identical to :func:`sma_cross` (same rolling means, same crossing rule).
+    """
+    close = ohlcv["Close"]
+    cache: dict[int, np.ndarray] = {}
+
+    def sma(n: int) -> np.ndarray:
+        if n not in cache:
+            cache[n] = close.rolling(n).mean().to_numpy()
+        return cache[n]
+
+    for params in combos:
+        f, s = sma(int(params["fast"])), sma(int(params["slow"]))
+        above = f > s
+        below = f < s
+        up = np.zeros(len(f), dtype=bool)
+        down = np.zeros(len(f), dtype=bool)
+        # crossed_above: a > b now and a <= b before (NaN comparisons are False).
+        up[1:] = above[1:] & (f[:-1] <= s[:-1])
+        down[1:] = below[1:] & (f[:-1] >= s[:-1])
+        yield up, down, down, up
