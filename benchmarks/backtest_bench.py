@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=10_000)
     parser.add_argument("--bars", type=int, default=525_600)
-    parser.add_argument("--chunk", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=None, help="sets per vectorbt call (default: fit a 2 GB budget)")
     parser.add_argument("--peer-bars", type=int, default=None, help="bars for the backtesting.py peer (default: all)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")

@@ -18,6 +18,10 @@ from memlab.backtest.engine import Direction, Fill, periods_per_year, simulate
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
 
+#: Bar-by-set float64 matrices vectorbt and the stats hold at once (measured: 100 sets of
+#: 525,600 bars peaked at 18 GB).
+_MATRICES_PER_SET = 45
+
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the grid's values, as parameter dicts."""
@@ -54,11 +58,15 @@ def sweep(
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
-    chunk_size: int = 200,
+    chunk_size: int | None = None,
+    memory_budget_gb: float = 2.0,
     progress: bool = True,
     skip_invalid: bool = True,
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid``; one row per combination.
+
+    ``chunk_size`` (parameter sets per vectorbt call) defaults to what fits in
+    ``memory_budget_gb``: vectorbt holds a few dozen bar-by-set matrices per call.
 
     Columns: the parameters, then ``total_return``, ``n_trades``, ``win_rate``,
     ``sharpe``, ``max_drawdown`` (as in :func:`memlab.backtest.run`). Combinations the
@@ -84,6 +92,8 @@ def sweep(
         combos.append(params)
     if not combos:
         raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    if chunk_size is None:
+        chunk_size = max(1, min(200, int(memory_budget_gb * 1e9 / (len(ohlcv) * 8 * _MATRICES_PER_SET))))
     ppy = periods_per_year(ohlcv.index)
     shift = fill == "next_open"
     rows: list[dict[str, Any]] = []
