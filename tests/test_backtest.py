@@ -159,3 +159,11 @@ def test_unknown_strategy_and_parameter_names() -> None:
         backtest.run(sample("GOOG"), "moonshot")
     with pytest.raises(InvalidInputError, match="no parameter"):
         backtest.run(sample("GOOG"), "sma_cross", {"fastest": 3})
+
+
+def test_sweep_results_do_not_depend_on_chunking() -> None:
+    data = sample("EURUSD")
+    grid = {"fast": [5, 8, 13], "slow": [21, 34]}
+    whole = backtest.sweep(data, "sma_cross", grid, progress=False)
+    one_by_one = backtest.sweep(data, "sma_cross", grid, chunk_size=1, progress=False)
+    pd.testing.assert_frame_equal(whole, one_by_one)
