@@ -56,20 +56,22 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=10_000)
     parser.add_argument("--bars", type=int, default=525_600)
     parser.add_argument("--chunk", type=int, default=None, help="sets per vectorbt call (default: fit a 2 GB budget)")
+    parser.add_argument("--engine", default="auto", choices=["auto", "vectorbt"],
+                        help="auto: the fused sma_cross kernel; vectorbt: vectorbt's from_signals")
     parser.add_argument("--peer-bars", type=int, default=None, help="bars for the backtesting.py peer (default: all)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     bars = synthetic_ohlcv(args.bars, freq="1min", seed=42)
     grid = grid_for(args.sets)
     # Warm-up: numba compiles vectorbt's kernels on first use; not counted.
-    backtest.sweep(bars.iloc[:5000], "sma_cross", {"fast": [5], "slow": [20]}, progress=False)
+    backtest.sweep(bars.iloc[:5000], "sma_cross", {"fast": [5], "slow": [20]}, progress=False, engine=args.engine)
     n_sets = len(grid["fast"]) * len(grid["slow"])
     t = time.perf_counter()
-    table = backtest.sweep(bars, "sma_cross", grid, chunk_size=args.chunk, progress=True)
+    table = backtest.sweep(bars, "sma_cross", grid, chunk_size=args.chunk, progress=True, engine=args.engine)
     took = time.perf_counter() - t
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     per_set = took / len(table)
-    print(f"memlab sweep: {len(table):,} parameter sets (of {n_sets:,} in the grid) x {len(bars):,} bars in {took:.1f} s "
+    print(f"memlab sweep (engine={args.engine}): {len(table):,} parameter sets (of {n_sets:,} in the grid) x {len(bars):,} bars in {took:.1f} s "
           f"({per_set * 1000:.2f} ms per set), peak memory {peak_gb:.1f} GB")
     peer_bars = bars.iloc[: args.peer_bars] if args.peer_bars else bars
     peer = peer_seconds(peer_bars, 10, 30)

@@ -17,6 +17,7 @@ import pandas as pd
 from memlab.backtest.engine import Direction, Fill, periods_per_year, simulate
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
+from memlab.strategies.library import sma_cross
 
 #: Bar-by-set float64 matrices vectorbt and the stats hold at once (measured: 100 sets of
 #: 525,600 bars peaked at 18 GB).
@@ -62,8 +63,13 @@ def sweep(
     memory_budget_gb: float = 2.0,
     progress: bool = True,
     skip_invalid: bool = True,
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid``; one row per combination.
+
+    ``engine="auto"`` runs long-only ``sma_cross`` sweeps in the fused kernel of
+    :mod:`memlab.backtest.kernels` (same numbers as vectorbt, far faster) and everything
+    else through vectorbt; ``engine="vectorbt"`` forces vectorbt.
 
     ``chunk_size`` (parameter sets per vectorbt call) defaults to what fits in
     ``memory_budget_gb``: vectorbt holds a few dozen bar-by-set matrices per call.
@@ -92,6 +98,11 @@ def sweep(
         combos.append(params)
     if not combos:
         raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    if engine not in ("auto", "vectorbt"):
+        raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
+    if engine == "auto" and strategy == "sma_cross" and direction == "longonly" and get(strategy) is sma_cross:
+        return _sma_cross_kernel_sweep(ohlcv, combos, fees=fees, slippage=slippage, fill=fill,
+                                       init_cash=init_cash, progress=progress)
     if chunk_size is None:
         chunk_size = max(1, min(200, int(memory_budget_gb * 1e9 / (len(ohlcv) * 8 * _MATRICES_PER_SET))))
     ppy = periods_per_year(ohlcv.index)
@@ -142,3 +153,36 @@ def sweep(
     finally:
         bar.close()
     return pd.DataFrame(rows)
+
+
+def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *, fees: float, slippage: float,
+                            fill: Fill, init_cash: float, progress: bool) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    from memlab.backtest.kernels import sma_cross_long_nb
+
+    for name, value in (("fees", fees), ("slippage", slippage)):
+        if not 0 <= value < 1:
+            raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
+    if fill not in ("next_open", "close"):
+        raise InvalidInputError(f"fill must be 'next_open' or 'close', not {fill!r}")
+    close = ohlcv["Close"]
+    windows = sorted({int(c["fast"]) for c in combos} | {int(c["slow"]) for c in combos})
+    position = {w: i for i, w in enumerate(windows)}
+    # The same rolling means as the strategy function, so crossings are identical.
+    mas = np.vstack([close.rolling(w).mean().to_numpy() for w in tqdm(windows, desc="moving averages", disable=not progress)])
+    fast_idx = np.array([position[int(c["fast"])] for c in combos], dtype=np.int64)
+    slow_idx = np.array([position[int(c["slow"])] for c in combos], dtype=np.int64)
+    out = sma_cross_long_nb(ohlcv["Open"].to_numpy(np.float64), close.to_numpy(np.float64), mas, fast_idx, slow_idx,
+                            fill == "next_open", float(fees), float(slippage), float(init_cash))
+    ppy = periods_per_year(ohlcv.index)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpe = np.where(out[:, 4] > 0, out[:, 3] / out[:, 4] * np.sqrt(ppy), np.nan)
+        win_rate = np.where(out[:, 1] > 0, out[:, 2] / out[:, 1], np.nan)
+    table = pd.DataFrame(combos)
+    table["total_return"] = out[:, 0]
+    table["n_trades"] = out[:, 1].astype(np.int64)
+    table["win_rate"] = win_rate
+    table["sharpe"] = sharpe
+    table["max_drawdown"] = out[:, 5]
+    return table
