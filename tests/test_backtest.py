@@ -177,3 +177,11 @@ def test_fused_sweep_kernel_reproduces_vectorbt(fill: str, fees: float, slippage
     fast = backtest.sweep(data, "sma_cross", grid, fill=fill, fees=fees, slippage=slippage, progress=False)  # type: ignore[arg-type]
     slow = backtest.sweep(data, "sma_cross", grid, fill=fill, fees=fees, slippage=slippage, progress=False, engine="vectorbt")  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-9, atol=1e-12)
+
+
+def test_sweep_fans_out_on_a_dask_local_cluster() -> None:
+    data = sample("EURUSD")
+    grid = {"fast": [5, 8, 13], "slow": [21, 34]}
+    here = backtest.sweep(data, "sma_cross", grid, progress=False, engine="vectorbt")
+    spread = backtest.sweep(data, "sma_cross", grid, progress=False, engine="vectorbt", scheduler="local", parts=3)
+    pd.testing.assert_frame_equal(here, spread)

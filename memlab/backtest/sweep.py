@@ -24,8 +24,19 @@ from memlab.strategies.library import sma_cross
 _MATRICES_PER_SET = 45
 
 
-def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, as parameter dicts."""
+def _sweep_piece(task: tuple[pd.DataFrame, str, list[dict[str, Any]], dict[str, Any]]) -> pd.DataFrame:
+    """One worker's share of a distributed sweep (a top-level function, so Dask can ship it)."""
+    ohlcv, strategy, combos, options = task
+    return sweep(ohlcv, strategy, combos, progress=False, **options)
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as parameter dicts (a list of dicts is
+    taken as the combinations themselves)."""
+    if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
+        if not grid:
+            raise InvalidInputError("no parameter sets given")
+        return [dict(c) for c in grid]
     if not grid:
         raise InvalidInputError("the grid is empty: give each swept parameter a list of values")
     names = list(grid)
@@ -52,7 +63,7 @@ def _column_stats(values: np.ndarray, ppy: float) -> dict[str, np.ndarray]:
 def sweep(
     ohlcv: pd.DataFrame,
     strategy: str,
-    grid: Mapping[str, Sequence[Any]],
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
     *,
     fees: float = 0.0,
     slippage: float = 0.0,
@@ -64,12 +75,17 @@ def sweep(
     progress: bool = True,
     skip_invalid: bool = True,
     engine: str = "auto",
+    scheduler: str | None = None,
+    parts: int = 8,
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid``; one row per combination.
 
     ``engine="auto"`` runs long-only ``sma_cross`` sweeps in the fused kernel of
     :mod:`memlab.backtest.kernels` (same numbers as vectorbt, far faster) and everything
     else through vectorbt; ``engine="vectorbt"`` forces vectorbt.
+
+    ``scheduler`` (``"local"`` or ``"tcp://HOST:8786"``) splits the sets into ``parts``
+    and runs them on Dask workers; rows come back in grid order either way.
 
     ``chunk_size`` (parameter sets per vectorbt call) defaults to what fits in
     ``memory_budget_gb``: vectorbt holds a few dozen bar-by-set matrices per call.
@@ -98,6 +114,17 @@ def sweep(
         combos.append(params)
     if not combos:
         raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    if scheduler is not None:
+        from memlab.training.distributed import fan_out
+
+        size = -(-len(combos) // max(1, parts))
+        pieces = [combos[i : i + size] for i in range(0, len(combos), size)]
+        options = {"fees": fees, "slippage": slippage, "fill": fill, "direction": direction,
+                   "init_cash": init_cash, "chunk_size": chunk_size, "memory_budget_gb": memory_budget_gb,
+                   "engine": engine}
+        tables = fan_out(_sweep_piece, [(ohlcv, strategy, piece, options) for piece in pieces],
+                         scheduler=scheduler, desc=f"sweep {strategy}", progress=progress)
+        return pd.concat(tables, ignore_index=True)
     if engine not in ("auto", "vectorbt"):
         raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
     if engine == "auto" and strategy == "sma_cross" and direction == "longonly" and get(strategy) is sma_cross:
