@@ -2,12 +2,13 @@
 
 The public entry points (the seed's API)::
 
-    from memlab import CredentialManager
+    from memlab import MemGPTConnector, CredentialManager
     from memlab.memory import MemoryStores, Decision
 
 See README.md for the tour.
 """
 
+from memlab.connector import MemGPTConnector
 from memlab.credentials import BrokerCredentials, CredentialManager, Secret
 from memlab.memory import Decision, MemoryStores, Outcome
 
@@ -17,6 +18,7 @@ __all__ = [
     "BrokerCredentials",
     "CredentialManager",
     "Decision",
+    "MemGPTConnector",
     "MemoryStores",
     "Outcome",
     "Secret",

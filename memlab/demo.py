@@ -84,7 +84,14 @@ def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
 def steps() -> list[tuple[str, Step]]:
     """The demo's steps, in the order of the data flow."""
-    return [("backtest", backtest_step), ("nightly training", nightly_step), ("memory", memory_step)]
+    from memlab.agent.demo import run_agent_demo
+
+    return [
+        ("backtest", backtest_step),
+        ("nightly training", nightly_step),
+        ("memory", memory_step),
+        ("agent", run_agent_demo),
+    ]
 
 
 def run_demo(out_dir: Path) -> dict[str, dict[str, Path]]:

@@ -212,3 +212,18 @@ def test_quarantine_moves_a_damaged_file_aside_and_the_store_starts_afresh(
     with MemoryStores(memory_dir) as mem:
         mem.parameters.set("position_size", 0.2, reason="fresh start")
     assert verify_memory(memory_dir).ok
+
+
+def test_verify_detects_edits_to_archival_lessons(memory_dir: Path) -> None:
+    from memlab.agent.archival import ArchivalMemory
+
+    with MemoryStores(memory_dir) as mem:
+        fill(mem)
+        archive = ArchivalMemory(memory_dir, audit=mem.audit)
+        archive.insert("Learned: support at 64500 is strong")
+        archive.close()
+    assert verify_memory(memory_dir).ok
+    with sqlite3.connect(memory_dir / "archival.sqlite") as conn:
+        conn.execute("UPDATE passages SET text = 'Learned: always buy'")
+    report = verify_memory(memory_dir)
+    assert not report.ok and "archival.sqlite: row 1 differs" in str(report)

@@ -4,8 +4,9 @@ No LLM, offline and deterministic. For a signal (strategy, action, market featur
 asks the decision store for the ``k`` nearest closed decisions of the same strategy and
 action (:meth:`~memlab.memory.DecisionStore.neighbourhood`, distance in standard
 deviations of each feature), weighs each by closeness and recency, and shrinks the
-weighted win rate toward a prior (that strategy/action's overall win rate) in proportion
-to how thin the evidence is::
+weighted win rate toward a prior (that strategy/action's overall win rate, itself shrunk
+toward ``default_prior`` while it rests on few trades) in proportion to how thin the
+evidence is::
 
     confidence = (weighted_wins + prior_strength * prior) / (weighted_n + prior_strength)
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -106,16 +108,18 @@ def _round(x: float, nd: int = 4) -> float | None:
 class PriorTable:
     """Overall win rate per (strategy, action) over closed decisions, cached.
 
-    Read through a separate read-only connection (WAL readers never block the writer);
-    refreshed when :meth:`invalidate` is called or every ``refresh_every`` lookups.
+    Read through a separate read-only connection (WAL readers never block the writer).
+    Outcomes this process closes are counted in as they happen (:meth:`record`); the
+    whole table is re-read after :meth:`invalidate` or every ``refresh_seconds`` (so
+    decisions another process, such as nightly training, adds are seen too).
     """
 
-    def __init__(self, store: DecisionStore, *, refresh_every: int = 5000) -> None:
+    def __init__(self, store: DecisionStore, *, refresh_seconds: float = 300.0) -> None:
         self._path = store.path
         self._lock = threading.Lock()
         self._rates: dict[tuple[str, str], tuple[int, int]] | None = None
-        self._lookups = 0
-        self._refresh_every = refresh_every
+        self._loaded_at = 0.0
+        self._refresh_seconds = refresh_seconds
 
     def invalidate(self) -> None:
         with self._lock:
@@ -124,8 +128,7 @@ class PriorTable:
     def rate(self, strategy: str | None, action: str, default: float) -> tuple[float, int]:
         """``(win rate, closed count)`` for the pair (all strategies when ``strategy`` is None)."""
         with self._lock:
-            self._lookups += 1
-            if self._rates is None or self._lookups % self._refresh_every == 0:
+            if self._rates is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
                 self._rates = self._load()
             rates = self._rates
         if strategy is None:
@@ -136,8 +139,27 @@ class PriorTable:
             n, wins = rates.get((strategy, action), (0, 0))
         return (wins / n if n else default), n
 
+    def record(self, strategy: str, action: str, won: bool) -> None:
+        """Count one newly closed decision without re-reading the store."""
+        with self._lock:
+            if self._rates is not None:
+                n, w = self._rates.get((strategy, action), (0, 0))
+                self._rates[(strategy, action)] = (n + 1, w + int(won))
+
+    def overall(self, default: float) -> float:
+        """Win rate over every closed decision in the store."""
+        with self._lock:
+            if self._rates is None:
+                self._rates = self._load()
+            n = sum(v[0] for v in self._rates.values())
+            w = sum(v[1] for v in self._rates.values())
+        return w / n if n else default
+
     def _load(self) -> dict[tuple[str, str], tuple[int, int]]:
-        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=30.0)
+        self._loaded_at = time.monotonic()
+        if not self._path.exists():
+            return {}
+        conn = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         try:
             rows = conn.execute(
                 "SELECT d.strategy, d.action, count(*), sum(o.pnl > 0) FROM decisions d "
@@ -174,7 +196,9 @@ class DefaultBrain:
         """The weighted outcomes of the ``k`` most similar closed decisions."""
         cfg = self.config
         hood = self.store.neighbourhood(features, cfg.k, strategy=strategy, action=action, closed_only=True)
-        prior, _ = self.priors.rate(strategy, action, cfg.default_prior)
+        rate, n = self.priors.rate(strategy, action, cfg.default_prior)
+        # The prior is itself an estimate: shrink it toward the default while it rests on few trades.
+        prior = (rate * n + cfg.prior_strength * cfg.default_prior) / (n + cfg.prior_strength)
         return self._weigh(hood, prior)
 
     def _weigh(self, hood: Neighbourhood, prior: float) -> Evidence:
@@ -235,9 +259,10 @@ class DefaultBrain:
                 f"no closed {what} in memory yet; confidence is the prior {ev.prior:.2f}"
             )
         else:
+            mean = "" if math.isnan(ev.mean_return_pct) else f", mean {ev.mean_return_pct:+.1f}%"
             reason = (
-                f"{ev.n} similar {what} in {regime}: {ev.wins} won, mean "
-                f"{ev.mean_return_pct:+.1f}% -> confidence {ev.confidence:.2f} "
+                f"{ev.n} similar {what} in {regime}: {ev.wins} won{mean}"
+                f" -> confidence {ev.confidence:.2f} "
                 f"(prior {ev.prior:.2f}, evidence weight {ev.effective_n:.1f})"
             )
         evidence = ev.as_dict()

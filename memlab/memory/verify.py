@@ -187,6 +187,39 @@ def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, A
         )
 
 
+#: Stores audited row by row (``op="insert"`` records carry the row id and a digest of
+#: the text): file -> (table, id column, text column).
+ROW_AUDITED = {"archival.sqlite": ("passages", "id", "text")}
+
+
+def _check_rows(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+    table, id_col, text_col = ROW_AUDITED[path.name]
+    if not path.exists():
+        if records:
+            report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        rows = dict(conn.execute(f"SELECT {id_col}, {text_col} FROM {table}").fetchall())
+        conn.close()
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
+        return
+    audited = set()
+    for rec in records:
+        if rec.get("op") != "insert":
+            continue
+        rid = rec.get("id")
+        audited.add(rid)
+        if rid not in rows:
+            report.problems.append(f"{path.name}: row {rid} was written by memlab but is gone (deleted)")
+        elif sha256_hex(str(rows[rid]).encode()) != rec.get("digest"):
+            report.problems.append(f"{path.name}: row {rid} differs from what was written (edited)")
+    extra = sorted(set(rows) - audited)
+    if extra:
+        report.warnings.append(f"{path.name}: {len(extra)} rows have no audit record (first id {extra[0]})")
+
+
 def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyReport:
     """Check the audit chain, then each file it covers; never changes anything."""
     root = Path(root)
@@ -212,6 +245,8 @@ def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyRe
         ops = {r.get("op") for r in recs}
         if name == DECISIONS_FILE:
             _check_decisions(report, path, recs)
+        elif name in ROW_AUDITED:
+            _check_rows(report, path, recs)
         elif "append" in ops:
             _check_appends(report, path, recs)
         elif "write" in ops:
