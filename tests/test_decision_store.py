@@ -199,3 +199,10 @@ def test_outcome_given_with_the_decision(memory_dir: Path) -> None:
     )
     assert store.get(i).outcome.pnl == -3.0  # type: ignore[union-attr]
     assert store.neighbourhood(np.zeros(6), k=1, closed_only=True).ids.tolist() == [i]
+
+
+def test_frame_filters_by_agent(memory_dir: Path) -> None:
+    store = DecisionStore(memory_dir)
+    store.record_many([make(i, np.zeros(6), agent_id="trainer" if i % 2 else "trader_001") for i in range(10)])
+    mine = store.frame(agent_id="trader_001", limit=3)
+    assert list(mine["id"]) == [5, 7, 9] and set(mine["agent_id"]) == {"trader_001"}

@@ -293,8 +293,7 @@ class MemoryAgent:
 
     def closed_trades(self) -> pd.DataFrame:
         """This agent's closed decisions (most recent ``trade_history``), in order of closing."""
-        frame = self.stores.decisions.frame(closed=True, limit=self.config.trade_history)
-        frame = frame[frame["agent_id"] == self.agent_id]
+        frame = self.stores.decisions.frame(closed=True, agent_id=self.agent_id, limit=self.config.trade_history)
         return frame.sort_values("closed_at", kind="stable")
 
     # -- learning ------------------------------------------------------------------------
@@ -339,9 +338,7 @@ class MemoryAgent:
     # -- reporting -------------------------------------------------------------------------
     def calibration(self, *, all_agents: bool = False, bins: int = 10, baseline: float | None = None) -> CalibrationReport:
         """Confidence vs realised win rate over this agent's closed decisions (all agents' if asked)."""
-        frame = self.stores.decisions.frame(closed=True)
-        if not all_agents:
-            frame = frame[frame["agent_id"] == self.agent_id]
+        frame = self.stores.decisions.frame(closed=True, agent_id=None if all_agents else self.agent_id)
         return calibrate(frame["confidence"].to_numpy(), (frame["pnl"] > 0).to_numpy(), bins=bins, baseline=baseline)
 
     def status(self) -> dict[str, Any]:

@@ -604,6 +604,7 @@ class DecisionStore:
         symbol: str | None = None,
         strategy: str | None = None,
         action: str | None = None,
+        agent_id: str | None = None,
         closed: bool | None = None,
         limit: int | None = None,
         ids: Sequence[int] | None = None,
@@ -612,7 +613,7 @@ class DecisionStore:
         columns ``closed_at``, ``pnl``, ``return_pct`` and one column per feature.
         ``limit`` keeps the most recent rows."""
         clauses, args = [], []
-        for col, value in (("d.symbol", symbol), ("d.strategy", strategy), ("d.action", action)):
+        for col, value in (("d.symbol", symbol), ("d.strategy", strategy), ("d.action", action), ("d.agent_id", agent_id)):
             if value is not None:
                 clauses.append(f"{col} = ?")
                 args.append(value if col != "d.action" else value.upper())
