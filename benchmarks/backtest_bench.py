@@ -14,7 +14,6 @@ import os
 import platform
 import resource
 import time
-import warnings
 
 import numpy as np
 
@@ -28,27 +27,11 @@ def grid_for(n_sets: int) -> dict[str, list[int]]:
 
 
 def peer_seconds(bars, fast: int, slow: int) -> float:  # type: ignore[no-untyped-def]
-    from backtesting import Backtest, Strategy
-    from backtesting.lib import crossover
-    from backtesting.test import SMA
+    from memlab.backtest.peers import backtesting_py_sma_cross
 
-    class SmaCross(Strategy):
-        def init(self) -> None:
-            self.f = self.I(SMA, self.data.Close, fast)
-            self.s = self.I(SMA, self.data.Close, slow)
-
-        def next(self) -> None:
-            if crossover(self.f, self.s):
-                if not self.position:
-                    self.buy()
-            elif crossover(self.s, self.f):
-                self.position.close()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = time.perf_counter()
-        Backtest(bars.tz_localize(None), SmaCross, cash=1e9, commission=0).run()
-        return time.perf_counter() - t
+    t = time.perf_counter()
+    backtesting_py_sma_cross(bars, fast, slow)
+    return time.perf_counter() - t
 
 
 def main() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,29 +66,11 @@ def test_long_short_reverses_on_a_short_signal(tiny: pd.DataFrame) -> None:
 
 def test_sma_cross_agrees_with_backtesting_py() -> None:
     """The same rules in an independent engine: same trade count, return within 0.1 pp."""
-    from backtesting import Backtest, Strategy
-    from backtesting.lib import crossover
-    from backtesting.test import SMA
-
-    class SmaCrossLong(Strategy):
-        fast, slow = 10, 30
-
-        def init(self) -> None:
-            self.f = self.I(SMA, self.data.Close, self.fast)
-            self.s = self.I(SMA, self.data.Close, self.slow)
-
-        def next(self) -> None:
-            if crossover(self.f, self.s):
-                if not self.position:
-                    self.buy()
-            elif crossover(self.s, self.f):
-                self.position.close()
+    from memlab.backtest.peers import backtesting_py_sma_cross
 
     for name in ("GOOG", "EURUSD"):
         data = sample(name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            peer = Backtest(data.tz_localize(None), SmaCrossLong, cash=1e9, commission=0).run()
+        peer = backtesting_py_sma_cross(data, 10, 30)
         mine = backtest.run(data, "sma_cross", {"fast": 10, "slow": 30}, init_cash=1e9)
         assert mine.stats["n_trades"] == peer["# Trades"], name
         assert abs(mine.stats["total_return"] * 100 - peer["Return [%]"]) < 0.1, name

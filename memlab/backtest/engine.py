@@ -71,6 +71,17 @@ def _orders(signals: pd.DataFrame, fill: Fill) -> dict[str, pd.DataFrame | pd.Se
     return out
 
 
+def check_costs(*, fees: float, slippage: float, fill: str, direction: str) -> None:
+    """Refuse settings no backtest can use, naming the one that is wrong."""
+    if fill not in ("next_open", "close"):
+        raise InvalidInputError(f"fill must be 'next_open' or 'close', not {fill!r}")
+    if direction not in ("longonly", "both"):
+        raise InvalidInputError(f"direction must be 'longonly' or 'both', not {direction!r}")
+    for name, value in (("fees", fees), ("slippage", slippage)):
+        if not 0 <= value < 1:
+            raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
+
+
 def simulate(
     ohlcv: pd.DataFrame,
     signals: pd.DataFrame | dict[str, Any],
@@ -84,13 +95,7 @@ def simulate(
     """The vectorbt Portfolio for prepared signals (1-D frame or 2-D arrays per column)."""
     import vectorbt as vbt
 
-    if fill not in ("next_open", "close"):
-        raise InvalidInputError(f"fill must be 'next_open' or 'close', not {fill!r}")
-    if direction not in ("longonly", "both"):
-        raise InvalidInputError(f"direction must be 'longonly' or 'both', not {direction!r}")
-    for name, value in (("fees", fees), ("slippage", slippage)):
-        if not 0 <= value < 1:
-            raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
+    check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
     orders = _orders(signals, fill) if isinstance(signals, pd.DataFrame) else signals
     price = ohlcv["Open"] if fill == "next_open" else ohlcv["Close"]
     kwargs: dict[str, Any] = {"entries": orders["entries"], "exits": orders["exits"]}

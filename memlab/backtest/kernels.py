@@ -14,6 +14,18 @@ import numba
 import numpy as np
 
 
+@numba.njit(inline="always")
+def _fill(signal: int, price: float, cash: float, units: float, cost: float, fees: float, slippage: float):  # type: ignore[no-untyped-def]
+    """Apply one signal at ``price``: returns (cash, units, cost, closed_trade, won)."""
+    if signal == 1 and units == 0.0:
+        paid = price * (1.0 + slippage)
+        return 0.0, cash / (paid * (1.0 + fees)), cash, False, False
+    if signal == -1 and units > 0.0:
+        proceeds = units * price * (1.0 - slippage) * (1.0 - fees)
+        return proceeds, 0.0, cost, True, proceeds > cost
+    return cash, units, cost, False, False
+
+
 @numba.njit(parallel=True, cache=True)
 def sma_cross_long_nb(
     open_: np.ndarray,
@@ -52,18 +64,9 @@ def sma_cross_long_nb(
         pending = 0  # +1 buy, -1 sell, to fill at this bar's open
         for t in range(n):
             if next_open and pending != 0:
-                if pending == 1 and units == 0.0:
-                    price = open_[t] * (1.0 + slippage)
-                    units = cash / (price * (1.0 + fees))
-                    cost = cash
-                    cash = 0.0
-                elif pending == -1 and units > 0.0:
-                    price = open_[t] * (1.0 - slippage)
-                    cash = units * price * (1.0 - fees)
-                    units = 0.0
-                    trades += 1
-                    if cash > cost:
-                        wins += 1
+                cash, units, cost, closed, won = _fill(pending, open_[t], cash, units, cost, fees, slippage)
+                trades += closed
+                wins += won
                 pending = 0
             signal = 0
             if t > 0:
@@ -74,18 +77,10 @@ def sma_cross_long_nb(
             if signal != 0:
                 if next_open:
                     pending = signal
-                elif signal == 1 and units == 0.0:
-                    price = close[t] * (1.0 + slippage)
-                    units = cash / (price * (1.0 + fees))
-                    cost = cash
-                    cash = 0.0
-                elif signal == -1 and units > 0.0:
-                    price = close[t] * (1.0 - slippage)
-                    cash = units * price * (1.0 - fees)
-                    units = 0.0
-                    trades += 1
-                    if cash > cost:
-                        wins += 1
+                else:
+                    cash, units, cost, closed, won = _fill(signal, close[t], cash, units, cost, fees, slippage)
+                    trades += closed
+                    wins += won
             value = cash + units * close[t]
             if t > 0:
                 r = value / prev_value - 1.0

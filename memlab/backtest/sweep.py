@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.backtest.engine import Direction, Fill, periods_per_year, simulate
+from memlab.backtest.engine import Direction, Fill, check_costs, periods_per_year, simulate
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
 from memlab.strategies.library import sma_cross
@@ -188,11 +188,7 @@ def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *
 
     from memlab.backtest.kernels import sma_cross_long_nb
 
-    for name, value in (("fees", fees), ("slippage", slippage)):
-        if not 0 <= value < 1:
-            raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
-    if fill not in ("next_open", "close"):
-        raise InvalidInputError(f"fill must be 'next_open' or 'close', not {fill!r}")
+    check_costs(fees=fees, slippage=slippage, fill=fill, direction="longonly")
     close = ohlcv["Close"]
     windows = sorted({int(c["fast"]) for c in combos} | {int(c["slow"]) for c in combos})
     position = {w: i for i, w in enumerate(windows)}

@@ -103,16 +103,30 @@ def _check_whole_file(report: VerifyReport, path: Path, records: list[dict[str, 
         )
 
 
-def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+def _open_store(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> sqlite3.Connection | None:
+    """A read-only connection to an audited SQLite store, or None (with the problem noted)."""
     if not path.exists():
         if records:
             report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
-        return
+        return None
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
+        return None
+    return conn
+
+
+def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
+    conn = _open_store(report, path, records)
+    if conn is None:
+        return
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"{path.name}: SQLite integrity check failed ({exc})")
+        conn.close()
         return
     try:
         if check != "ok":
@@ -194,17 +208,16 @@ ROW_AUDITED = {"archival.sqlite": ("passages", "id", "text")}
 
 def _check_rows(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
     table, id_col, text_col = ROW_AUDITED[path.name]
-    if not path.exists():
-        if records:
-            report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
+    conn = _open_store(report, path, records)
+    if conn is None:
         return
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         rows = dict(conn.execute(f"SELECT {id_col}, {text_col} FROM {table}").fetchall())
-        conn.close()
     except sqlite3.DatabaseError as exc:
-        report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
+        report.problems.append(f"{path.name}: cannot be read ({exc})")
         return
+    finally:
+        conn.close()
     audited = set()
     for rec in records:
         if rec.get("op") != "insert":
