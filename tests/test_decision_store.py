@@ -206,3 +206,14 @@ def test_frame_filters_by_agent(memory_dir: Path) -> None:
     store.record_many([make(i, np.zeros(6), agent_id="trainer" if i % 2 else "trader_001") for i in range(10)])
     mine = store.frame(agent_id="trader_001", limit=3)
     assert list(mine["id"]) == [5, 7, 9] and set(mine["agent_id"]) == {"trader_001"}
+
+
+def test_win_rates_by_strategy_and_action(memory_dir: Path) -> None:
+    store = DecisionStore(memory_dir)
+    ids = store.record_many([make(i, np.zeros(6), action="BUY" if i < 6 else "SELL") for i in range(8)])
+    for i, pnl in zip(ids, [5, -1, 3, 2, -4, 1, -2, 7], strict=True):
+        store.close_outcome(i, pnl=float(pnl), return_pct=float(pnl) / 10)
+    rates = store.win_rates()
+    assert rates.loc[("momentum", "BUY"), "n"] == 6 and rates.loc[("momentum", "BUY"), "wins"] == 4
+    assert rates.loc[("momentum", "SELL"), "win_rate"] == 0.5
+    assert rates.loc[("momentum", "BUY"), "mean_return_pct"] == pytest.approx(0.6 / 6 * 10 / 10)

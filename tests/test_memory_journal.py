@@ -136,3 +136,18 @@ def test_tail_returns_the_last_entries_with_their_line_numbers(memory_dir: Path)
     tail = journal.tail(3)
     assert [(e.line, e.fields["N"]) for e in tail] == [(48, "47"), (49, "48"), (50, "49")]
     assert journal.tail(0) == [] and len(journal.tail(500)) == 50
+
+
+def test_batch_writes_once_at_the_end(memory_dir: Path) -> None:
+    mem = MemoryStores(memory_dir)
+    path = memory_dir / "core_memory_updates.txt"
+    with mem.journal.batch():
+        for i in range(100):
+            mem.journal.append({"Bar": i, "Decision": "HOLD"})
+        assert not path.exists()  # nothing written until the block ends
+    assert [int(e.fields["Bar"]) for e in mem.journal.entries()] == list(range(100))
+    assert len(mem.audit.for_file("core_memory_updates.txt")) == 1  # one durable write
+    with pytest.raises(RuntimeError), mem.journal.batch():
+        mem.journal.append({"Bar": 100})
+        raise RuntimeError("the loop died")
+    assert mem.journal.tail(1)[0].fields["Bar"] == "100"  # appended lines are not lost

@@ -678,6 +678,21 @@ class DecisionStore:
         frame = pd.DataFrame(data, index=pd.Index(idx, name=index))
         return frame
 
+    def win_rates(self, *, agent_id: str | None = None) -> pd.DataFrame:
+        """Closed decisions per strategy and action: ``n``, ``wins``, ``win_rate``,
+        ``mean_return_pct`` (one SQL aggregate, for priors and reports)."""
+        sql = (
+            "SELECT d.strategy, d.action, count(*), sum(o.pnl > 0), avg(o.return_pct) "
+            "FROM decisions d JOIN outcomes o ON o.decision_id = d.id"
+            + (" WHERE d.agent_id = ?" if agent_id is not None else "")
+            + " GROUP BY d.strategy, d.action ORDER BY d.strategy, d.action"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, (agent_id,) if agent_id is not None else ()).fetchall()
+        frame = pd.DataFrame(rows, columns=["strategy", "action", "n", "wins", "mean_return_pct"])
+        frame["win_rate"] = frame["wins"] / frame["n"]
+        return frame.set_index(["strategy", "action"])[["n", "wins", "win_rate", "mean_return_pct"]]
+
     def search(
         self,
         text: str,
