@@ -1,0 +1,353 @@
+"""The paper broker: ccxt's order verbs over a persistent SQLite book, filled against bars.
+
+Spot accounting: balances per asset, long positions with average entry price and
+realised P&L. Orders: market (filled at the next bar's open), limit (filled when the bar
+trades through the limit), and stop-loss / take-profit children attached to a buy
+(one cancels the other). Fees and slippage are fractions of traded value. Errors are
+ccxt's own (``BadSymbol``, ``InvalidOrder``, ``InsufficientFunds``, ``OrderNotFound``),
+so code written for an exchange handles the paper broker the same way.
+
+Everything is in ``paper_broker.sqlite`` (WAL, ``synchronous=FULL``, mode 600). Every
+order and every bar's fills commit in one transaction; a bar already processed is
+skipped and a client order id already used returns the existing order, so a restart
+after ``kill -9`` replays without losing or duplicating a fill.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ccxt
+
+from memlab.memory.durable import create_private, ensure_private_dir
+
+PAPER_DB = "paper_broker.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS markets (symbol TEXT PRIMARY KEY, base TEXT NOT NULL, quote TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS balances (asset TEXT PRIMARY KEY, total REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, type TEXT NOT NULL,
+    side TEXT NOT NULL, amount REAL, cost REAL, price REAL, status TEXT NOT NULL, filled REAL NOT NULL DEFAULT 0,
+    average REAL, fee REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    parent_id INTEGER, stop_loss REAL, take_profit REAL, reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS orders_open ON orders (symbol, status);
+CREATE TABLE IF NOT EXISTS fills (
+    id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, bar_time REAL NOT NULL, price REAL NOT NULL,
+    amount REAL NOT NULL, fee REAL NOT NULL, pnl REAL, UNIQUE (order_id, bar_time));
+CREATE TABLE IF NOT EXISTS positions (
+    symbol TEXT PRIMARY KEY, amount REAL NOT NULL, avg_price REAL NOT NULL, realized_pnl REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS prices (symbol TEXT PRIMARY KEY, time REAL NOT NULL, close REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a symbol (time in epoch seconds, UTC)."""
+
+    time: float
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+class PaperBroker:
+    """A simulated spot exchange with ccxt's verbs; state survives restarts.
+
+    >>> import tempfile
+    >>> broker = PaperBroker(Path(tempfile.mkdtemp()), balances={"USDT": 10_000}, fees=0.001)
+    >>> broker.add_market("BTC/USDT")
+    >>> broker.on_bar("BTC/USDT", Bar(0, 100, 101, 99, 100))
+    []
+    >>> order = broker.create_order("BTC/USDT", "market", "buy", 10)
+    >>> [f["price"] for f in broker.on_bar("BTC/USDT", Bar(60, 102, 103, 101, 102))]
+    [102.0]
+    >>> round(broker.fetch_balance()["total"]["USDT"], 2)
+    8978.98
+    """
+
+    def __init__(self, root: Path, *, balances: Mapping[str, float] | None = None,
+                 fees: float = 0.001, slippage: float = 0.0) -> None:
+        if not 0 <= fees < 1 or not 0 <= slippage < 1:
+            raise ccxt.InvalidOrder("paper broker: fees and slippage are fractions in [0, 1)")
+        self.fees, self.slippage = float(fees), float(slippage)
+        self.path = ensure_private_dir(Path(root)) / PAPER_DB
+        if not self.path.exists():
+            create_private(self.path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        if balances and not self._db.execute("SELECT 1 FROM balances LIMIT 1").fetchone():
+            with self._tx():
+                for asset, amount in balances.items():
+                    self._db.execute("INSERT INTO balances VALUES (?, ?)", (asset, float(amount)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing ----------------------------------------------------------------
+    class _Tx:
+        def __init__(self, broker: PaperBroker) -> None:
+            self.b = broker
+
+        def __enter__(self) -> None:
+            self.b._lock.acquire()
+            self.b._db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            try:
+                self.b._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.b._lock.release()
+
+    def _tx(self) -> PaperBroker._Tx:
+        return PaperBroker._Tx(self)
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        row = self._db.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    # -- markets and prices ------------------------------------------------------
+    def add_market(self, symbol: str, base: str | None = None, quote: str | None = None) -> None:
+        """List ``symbol`` ("BTC/USDT"; base/quote default to its two halves, or USD)."""
+        if base is None or quote is None:
+            b, _, q = symbol.partition("/")
+            base, quote = base or b, quote or (q or "USD")
+        with self._tx():
+            self._db.execute("INSERT OR IGNORE INTO markets VALUES (?, ?, ?)", (symbol, base, quote))
+
+    def _market(self, symbol: str) -> tuple[str, str]:
+        row = self._db.execute("SELECT base, quote FROM markets WHERE symbol=?", (symbol,)).fetchone()
+        if row is None:
+            known = [r[0] for r in self._db.execute("SELECT symbol FROM markets ORDER BY symbol")]
+            raise ccxt.BadSymbol(f"paper broker: unknown symbol {symbol!r}; known: {', '.join(known) or 'none'}")
+        return row[0], row[1]
+
+    def last_price(self, symbol: str) -> float | None:
+        return self._one("SELECT close FROM prices WHERE symbol=?", (symbol,))
+
+    def _now(self, symbol: str) -> float:
+        return self._one("SELECT time FROM prices WHERE symbol=?", (symbol,)) or 0.0
+
+    # -- balances ----------------------------------------------------------------
+    def _total(self, asset: str) -> float:
+        return self._one("SELECT total FROM balances WHERE asset=?", (asset,)) or 0.0
+
+    def _reserved(self, asset: str) -> float:
+        """What open orders hold: quote for buys, base for sells."""
+        held = 0.0
+        for symbol, side, amount, cost, price, type_ in self._db.execute(
+            "SELECT o.symbol, o.side, o.amount, o.cost, o.price, o.type FROM orders o JOIN markets m ON m.symbol=o.symbol "
+            "WHERE o.status='open' AND o.parent_id IS NULL AND ((o.side='buy' AND m.quote=?) OR (o.side='sell' AND m.base=?))",
+            (asset, asset),
+        ):
+            if side == "buy":
+                ref = price if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
+                held += cost if cost is not None else amount * ref * (1 + self.fees)
+            else:
+                held += amount
+        return held
+
+    def fetch_balance(self) -> dict[str, dict[str, float]]:
+        """ccxt's balance structure: ``free``, ``used`` and ``total`` per asset."""
+        with self._lock:
+            out: dict[str, dict[str, float]] = {"free": {}, "used": {}, "total": {}}
+            for asset, total in self._db.execute("SELECT asset, total FROM balances ORDER BY asset").fetchall():
+                used = self._reserved(asset)
+                out["total"][asset], out["used"][asset], out["free"][asset] = total, used, total - used
+            return out
+
+    def fetch_positions(self) -> list[dict[str, Any]]:
+        """Open long positions: amount, entry price, mark price, unrealised and realised P&L."""
+        with self._lock:
+            rows = self._db.execute("SELECT symbol, amount, avg_price, realized_pnl FROM positions WHERE amount > 1e-12").fetchall()
+            out = []
+            for symbol, amount, avg, realized in rows:
+                mark = self.last_price(symbol) or avg
+                out.append({"symbol": symbol, "side": "long", "contracts": amount, "entryPrice": avg,
+                            "markPrice": mark, "unrealizedPnl": (mark - avg) * amount, "realizedPnl": realized})
+            return out
+
+    def equity(self, quote: str) -> float:
+        """Cash in ``quote`` plus open positions marked at their last close."""
+        with self._lock:
+            value = self._total(quote)
+            for p in self.fetch_positions():
+                value += p["contracts"] * p["markPrice"]
+            return value
+
+    # -- orders ------------------------------------------------------------------
+    def create_order(self, symbol: str, type: str, side: str, amount: float | None, price: float | None = None,
+                     params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Place an order (ccxt's signature). ``params``: ``clientOrderId`` (a repeat returns
+        the existing order), ``cost`` (market buy spending this much quote),
+        ``stopLoss`` / ``takeProfit`` (prices of children attached to a buy)."""
+        params = dict(params or {})
+        client_id = str(params.get("clientOrderId") or uuid.uuid4().hex)
+        with self._lock:
+            existing = self._one("SELECT id FROM orders WHERE client_id=?", (client_id,))
+            if existing is not None:
+                return self.fetch_order(existing)
+            base, quote = self._market(symbol)
+            type_, side_ = str(type).lower(), str(side).lower()
+            if type_ not in ("market", "limit") or side_ not in ("buy", "sell"):
+                raise ccxt.InvalidOrder(f"paper broker: order type must be market/limit and side buy/sell, got {type}/{side}")
+            cost = params.get("cost")
+            if cost is not None:
+                if type_ != "market" or side_ != "buy" or not float(cost) > 0:
+                    raise ccxt.InvalidOrder("paper broker: 'cost' is for market buys, and must be positive")
+                amount = None
+            elif amount is None or not float(amount) > 0:
+                raise ccxt.InvalidOrder(f"paper broker: quantity must be positive, got {amount}")
+            if type_ == "limit" and (price is None or not float(price) > 0):
+                raise ccxt.InvalidOrder("paper broker: a limit order needs a positive price")
+            if side_ == "buy":
+                ref = float(price) if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
+                need = float(cost) if cost is not None else float(amount) * ref * (1 + self.fees)  # type: ignore[arg-type]
+                free = self._total(quote) - self._reserved(quote)
+                if need > free + 1e-9:
+                    raise ccxt.InsufficientFunds(f"paper broker: buying needs {need:.2f} {quote}, {free:.2f} free")
+            else:
+                free = self._total(base) - self._reserved(base)
+                if float(amount) > free + 1e-12:  # type: ignore[arg-type]
+                    raise ccxt.InsufficientFunds(f"paper broker: selling {amount} {base}, {free} free")
+            sl, tp = params.get("stopLoss"), params.get("takeProfit")
+            if (sl is not None or tp is not None) and side_ != "buy":
+                raise ccxt.InvalidOrder("paper broker: stopLoss/takeProfit attach to buys")
+            now = self._now(symbol)
+            with self._tx():
+                cur = self._db.execute(
+                    "INSERT INTO orders (client_id, symbol, type, side, amount, cost, price, status, created_at, updated_at, stop_loss, take_profit) "
+                    "VALUES (?,?,?,?,?,?,?, 'open', ?, ?, ?, ?)",
+                    (client_id, symbol, type_, side_, None if amount is None else float(amount),
+                     None if cost is None else float(cost), None if price is None else float(price), now, now,
+                     None if sl is None else float(sl), None if tp is None else float(tp)),
+                )
+            return self.fetch_order(int(cur.lastrowid))  # type: ignore[arg-type]
+
+    def cancel_order(self, id: int | str, symbol: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            order = self.fetch_order(id)
+            if order["status"] != "open":
+                raise ccxt.InvalidOrder(f"paper broker: order {id} is {order['status']}, not open")
+            with self._tx():
+                self._db.execute("UPDATE orders SET status='canceled' WHERE id=?", (int(order["id"]),))
+            return self.fetch_order(id)
+
+    def fetch_order(self, id: int | str, symbol: str | None = None) -> dict[str, Any]:
+        row = self._db.execute(
+            "SELECT id, client_id, symbol, type, side, amount, cost, price, status, filled, average, fee, created_at, "
+            "parent_id, stop_loss, take_profit, reason FROM orders WHERE id=? OR client_id=?", (str(id), str(id)),
+        ).fetchone()
+        if row is None:
+            raise ccxt.OrderNotFound(f"paper broker: no order {id}")
+        (oid, cid, sym, type_, side, amount, cost, price, status, filled, average, fee, created, parent, sl, tp, reason) = row
+        return {"id": str(oid), "clientOrderId": cid, "symbol": sym, "type": type_, "side": side, "amount": amount,
+                "cost": cost, "price": price, "status": status, "filled": filled, "average": average,
+                "remaining": None if amount is None else amount - filled, "fee": {"cost": fee},
+                "timestamp": int(created * 1000), "parentId": parent and str(parent), "stopLoss": sl,
+                "takeProfit": tp, "info": {"reason": reason}}
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM orders WHERE status='open'" + (" AND symbol=?" if symbol else "") + " ORDER BY id",
+                (symbol,) if symbol else ())]
+            return [self.fetch_order(i) for i in ids]
+
+    def fills(self) -> list[dict[str, Any]]:
+        """Every fill, oldest first."""
+        cols = ("id", "order_id", "bar_time", "price", "amount", "fee", "pnl")
+        return [dict(zip(cols, r, strict=True)) for r in self._db.execute(f"SELECT {', '.join(cols)} FROM fills ORDER BY id")]
+
+    # -- the clock: bars ---------------------------------------------------------
+    def on_bar(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
+        """Fill what this bar fills, mark prices; returns the new fills. A bar at or
+        before the last one processed for ``symbol`` changes nothing (safe replays)."""
+        with self._lock:
+            base, quote = self._market(symbol)
+            last = self._one("SELECT time FROM prices WHERE symbol=?", (symbol,))
+            if last is not None and bar.time <= last:
+                return []
+            new: list[dict[str, Any]] = []
+            with self._tx():
+                rows = self._db.execute(
+                    "SELECT id, type, side, amount, cost, price, stop_loss, take_profit, parent_id FROM orders "
+                    "WHERE symbol=? AND status='open' AND created_at < ? ORDER BY (type IN ('stop_loss','take_profit')) DESC, id",
+                    (symbol, bar.time),
+                ).fetchall()
+                for oid, type_, side, amount, cost, price, sl, tp, parent in rows:
+                    if self._one("SELECT status FROM orders WHERE id=?", (oid,)) != "open":
+                        continue  # cancelled by its OCO sibling earlier in this bar
+                    fill_price = self._trigger(type_, side, price, bar)
+                    if fill_price is None:
+                        continue
+                    new.append(self._fill(oid, symbol, base, quote, side, amount, cost, fill_price, bar, sl, tp, parent))
+                self._db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)", (symbol, bar.time, bar.close))
+            return new
+
+    def _trigger(self, type_: str, side: str, price: float | None, bar: Bar) -> float | None:
+        if type_ == "market":
+            return bar.open * (1 + self.slippage if side == "buy" else 1 - self.slippage)
+        if type_ == "limit":
+            assert price is not None
+            if side == "buy" and bar.low <= price:
+                return min(bar.open, price)
+            if side == "sell" and bar.high >= price:
+                return max(bar.open, price)
+            return None
+        assert price is not None
+        if type_ == "stop_loss" and bar.low <= price:
+            return min(bar.open, price) * (1 - self.slippage)  # a gap through the stop fills at the open
+        if type_ == "take_profit" and bar.high >= price:
+            return max(bar.open, price)
+        return None
+
+    def _fill(self, oid: int, symbol: str, base: str, quote: str, side: str, amount: float | None, cost: float | None,
+              price: float, bar: Bar, sl: float | None, tp: float | None, parent: int | None) -> dict[str, Any]:
+        db = self._db
+        pos = db.execute("SELECT amount, avg_price, realized_pnl FROM positions WHERE symbol=?", (symbol,)).fetchone() or (0.0, 0.0, 0.0)
+        pnl = None
+        if side == "buy":
+            spend = cost if cost is not None else amount * price * (1 + self.fees)  # type: ignore[operator]
+            spend = min(spend, self._total(quote))
+            qty = spend / (price * (1 + self.fees))
+            fee = qty * price * self.fees
+            db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (quote, self._total(quote) - spend))
+            db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (base, self._total(base) + qty))
+            new_amount = pos[0] + qty
+            avg = (pos[0] * pos[1] + qty * price * (1 + self.fees)) / new_amount
+            db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (symbol, new_amount, avg, pos[2]))
+        else:
+            qty = min(float(amount), self._total(base))  # type: ignore[arg-type]
+            proceeds = qty * price * (1 - self.fees)
+            fee = qty * price * self.fees
+            pnl = proceeds - qty * pos[1]
+            db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (base, self._total(base) - qty))
+            db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (quote, self._total(quote) + proceeds))
+            db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)",
+                       (symbol, max(pos[0] - qty, 0.0), pos[1] if pos[0] - qty > 1e-12 else 0.0, pos[2] + pnl))
+        db.execute("INSERT INTO fills (order_id, bar_time, price, amount, fee, pnl) VALUES (?,?,?,?,?,?)",
+                   (oid, bar.time, price, qty, fee, pnl))
+        db.execute("UPDATE orders SET status='closed', filled=?, average=?, fee=?, updated_at=? WHERE id=?",
+                   (qty, price, fee, bar.time, oid))
+        if parent is not None:  # one cancels the other
+            db.execute("UPDATE orders SET status='canceled', reason='oco' WHERE parent_id=? AND id<>? AND status='open'", (parent, oid))
+        for child_type, child_price in (("stop_loss", sl), ("take_profit", tp)):
+            if child_price is not None:
+                db.execute(
+                    "INSERT INTO orders (client_id, symbol, type, side, amount, price, status, created_at, updated_at, parent_id) "
+                    "VALUES (?, ?, ?, 'sell', ?, ?, 'open', ?, ?, ?)",
+                    (f"{oid}-{child_type}", symbol, child_type, qty, child_price, bar.time - 1e-6, bar.time, oid),
+                )
+        return {"order_id": str(oid), "symbol": symbol, "side": side, "price": price, "amount": qty, "fee": fee,
+                "pnl": pnl, "time": bar.time}
