@@ -11,9 +11,11 @@
 from memlab.webhooks.alerts import AlertRejected, WebhookAlert, parse_alert
 from memlab.webhooks.inbound import WebhookConfig, WebhookServer
 from memlab.webhooks.outbound import AlertSender, format_body
+from memlab.webhooks.router import AlertRouter
 
 __all__ = [
     "AlertRejected",
+    "AlertRouter",
     "AlertSender",
     "WebhookAlert",
     "WebhookConfig",

@@ -1,0 +1,80 @@
+"""From an authenticated alert to a paper order, through the agent like any strategy signal.
+
+:class:`AlertRouter` is the handler a :class:`~memlab.webhooks.WebhookServer` calls: it
+builds the signal from the alert and the symbol's recent bars, lets the agent score it
+(``analyze_signal``), sizes it (the alert's ``qty`` if given, else the agent's
+``position_size`` of equity), places a market order whose client id is the alert id (so
+a retried alert can never be a second order), and logs the decision in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ccxt
+import pandas as pd
+
+from memlab.features import FEATURE_NAMES, WARMUP_BARS, market_features
+from memlab.webhooks.alerts import AlertRejected, WebhookAlert
+
+
+class AlertRouter:
+    """Score, size, place and log one alert; raises :class:`AlertRejected` (nothing placed)."""
+
+    def __init__(self, agent: Any, broker: Any, bars: Callable[[str], pd.DataFrame], *, quote: str = "USDT") -> None:
+        self.agent, self.broker, self.bars, self.quote = agent, broker, bars, quote
+        self._features: dict[str, tuple[pd.Timestamp, dict[str, float], float]] = {}
+
+    def _situation(self, symbol: str) -> tuple[dict[str, float], float]:
+        """Features of the symbol's latest bar (computed once per new bar) and its close."""
+        window = self.bars(symbol)
+        if window is None or len(window) <= WARMUP_BARS:
+            raise AlertRejected(422, f"not enough market data for {symbol!r} to judge the alert")
+        last = window.index[-1]
+        cached = self._features.get(symbol)
+        if cached is None or cached[0] != last:
+            row = market_features(window.iloc[-(WARMUP_BARS * 5):]).iloc[-1]
+            cached = (last, {name: float(row[name]) for name in FEATURE_NAMES}, float(window["Close"].iloc[-1]))
+            self._features[symbol] = cached
+        return cached[1], cached[2]
+
+    async def __call__(self, alert: WebhookAlert) -> dict[str, Any]:
+        try:
+            self.broker._market(alert.symbol)
+        except ccxt.BadSymbol as exc:
+            raise AlertRejected(422, str(exc)) from None
+        features, close = self._situation(alert.symbol)
+        signal = {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
+                  "price": alert.price or close, "features": features, "time": alert.time}
+        analysis = self.agent.analyze_signal(signal)
+        client_id = f"webhook:{alert.alert_id}"
+        base = alert.symbol.partition("/")[0]
+        try:
+            if alert.action == "BUY":
+                if alert.qty is not None:
+                    order = self.broker.create_order(alert.symbol, "market", "buy", alert.qty, params={"clientOrderId": client_id})
+                else:
+                    cost = analysis["position_size"] * self.broker.equity(self.quote)
+                    if cost <= 0:
+                        return self._skip(signal, analysis)
+                    order = self.broker.create_order(alert.symbol, "market", "buy", None,
+                                                     params={"clientOrderId": client_id, "cost": cost})
+            else:
+                held = self.broker.fetch_balance()["free"].get(base, 0.0)
+                amount = min(alert.qty, held) if alert.qty is not None else held
+                if amount <= 0:
+                    raise AlertRejected(422, f"nothing to sell: no free {base}")
+                order = self.broker.create_order(alert.symbol, "market", "sell", amount, params={"clientOrderId": client_id})
+        except (ccxt.InvalidOrder, ccxt.InsufficientFunds) as exc:
+            raise AlertRejected(422, str(exc)) from None
+        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
+        decision_id = self.agent.log_decision(decision, {"order_id": order["id"], "status": order["status"], "price": signal["price"]})
+        return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
+                "confidence": analysis["confidence"], "reason": analysis["reason"]}
+
+    def _skip(self, signal: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+        # Not an order, so not a decision with an outcome: the journal says what happened.
+        self.agent.stores.journal.append({"Webhook": signal["symbol"], "Decision": "SKIP",
+                                          "Confidence": round(analysis["confidence"], 4), "Reason": analysis["reason"]})
+        return {"status": "skipped", "confidence": analysis["confidence"], "reason": analysis["reason"]}
