@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-feed", action="store_true", help="no bars during the run (orders stay open)")
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
     root = Path(tempfile.mkdtemp(prefix="memlab-webhook-bench-"))
@@ -84,7 +85,8 @@ def main() -> None:
     router = AlertRouter(agent, broker, lambda s: bars)
     config = WebhookConfig(port=0, rate=args.rate * 2, burst=int(args.rate * 2))
     with WebhookServer(config, SECRET, router, store_dir=root) as server:
-        threading.Thread(target=feed, daemon=True).start()
+        if not args.no_feed:
+            threading.Thread(target=feed, daemon=True).start()
         asyncio.run(fire(server.url, 5, 1, "warm"))  # warm-up: index build, first compile paths
         lat = asyncio.run(fire(server.url, args.rate, args.seconds, "run"))
         stop.set()

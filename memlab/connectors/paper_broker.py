@@ -143,19 +143,18 @@ class PaperBroker:
         return self._one("SELECT total FROM balances WHERE asset=?", (asset,)) or 0.0
 
     def _reserved(self, asset: str) -> float:
-        """What open orders hold: quote for buys, base for sells."""
-        held = 0.0
-        for symbol, side, amount, cost, price, type_ in self._db.execute(
-            "SELECT o.symbol, o.side, o.amount, o.cost, o.price, o.type FROM orders o JOIN markets m ON m.symbol=o.symbol "
-            "WHERE o.status='open' AND o.parent_id IS NULL AND ((o.side='buy' AND m.quote=?) OR (o.side='sell' AND m.base=?))",
-            (asset, asset),
-        ):
-            if side == "buy":
-                ref = price if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
-                held += cost if cost is not None else amount * ref * (1 + self.fees)
-            else:
-                held += amount
-        return held
+        """What open orders hold: quote for buys (their cost, or amount at the limit or
+        last price with fees), base for sells. One SQL aggregate, however many orders."""
+        row = self._db.execute(
+            "SELECT "
+            " coalesce(sum(CASE WHEN o.side='buy' AND m.quote=:a THEN coalesce(o.cost, o.amount * "
+            "   (CASE WHEN o.type='limit' THEN o.price ELSE coalesce(p.close, 0) * (1 + :slip) END) * (1 + :fee)) END), 0),"
+            " coalesce(sum(CASE WHEN o.side='sell' AND m.base=:a THEN o.amount END), 0) "
+            "FROM orders o JOIN markets m ON m.symbol = o.symbol LEFT JOIN prices p ON p.symbol = o.symbol "
+            "WHERE o.status = 'open' AND o.parent_id IS NULL",
+            {"a": asset, "slip": self.slippage, "fee": self.fees},
+        ).fetchone()
+        return float(row[0]) + float(row[1])
 
     def fetch_balance(self) -> dict[str, dict[str, float]]:
         """ccxt's balance structure: ``free``, ``used`` and ``total`` per asset."""
