@@ -1,0 +1,28 @@
+"""`make run`'s demo runs the whole flow offline and says where its outputs are."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "memlab.cli", "demo", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert list(summary) == ["backtest", "nightly training", "memory", "agent", "paper session"]
+    for step in summary.values():
+        for path in step.values():
+            assert Path(path).exists(), path
+    assert f"Everything is under {out.resolve()}" in done.stdout
+    session = json.loads((out / "paper_session.json").read_text())
+    assert abs(session["paper_return"] - session["backtest_return"]) < 1e-9  # paper reconciles with backtest
+    verify = subprocess.run([sys.executable, "-m", "memlab.cli", "memory", "--memory-path", str(out / "mem_knowledge"), "verify"],
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout
