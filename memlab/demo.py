@@ -100,7 +100,7 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     bars = sample("GOOG").iloc[-500:]
     signals = compute_signals("sma_cross", bars, params)
     feats = market_features(sample("GOOG")).loc[bars.index]
-    broker = PaperBroker(out_dir / "paper", balances={"USD": 100_000.0}, fees=0.0005)
+    broker = PaperBroker(memory_path, balances={"USD": 100_000.0}, fees=0.0005)
     broker.add_market("GOOG", "GOOG", "USD")
     agent = MemoryAgent(memory_path, agent_id="paper_demo")
     scored = []
@@ -138,6 +138,16 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     return {"paper session": out_dir / "paper_session.json", "paper broker book": broker.path}
 
 
+def monitor_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
+    """The live monitor rendered once as a static page (watch it live with `memlab dashboard`)."""
+    from memlab.dashboard.demo import run_monitor_demo
+
+    paths = run_monitor_demo(out_dir / "monitor", memory_path)
+    print(f"  to watch it live: .venv/bin/memlab dashboard --memory-path {memory_path} "
+          "(then open http://localhost:5001)")
+    return paths
+
+
 def steps() -> list[tuple[str, Step]]:
     """The demo's steps, in the order of the data flow."""
     from memlab.agent.demo import run_agent_demo
@@ -148,6 +158,7 @@ def steps() -> list[tuple[str, Step]]:
         ("memory", memory_step),
         ("agent", run_agent_demo),
         ("paper session", paper_step),
+        ("monitor", monitor_step),
     ]
 
 

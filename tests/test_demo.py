@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert list(summary) == ["backtest", "nightly training", "memory", "agent", "paper session"]
+    assert list(summary) == ["backtest", "nightly training", "memory", "agent", "paper session", "monitor"]
     for step in summary.values():
         for path in step.values():
             assert Path(path).exists(), path

@@ -1,0 +1,251 @@
+"""The monitor as an ipywidgets app: views dashboard / metrics / trades / memory, refreshed live.
+
+Each refresh reads a :class:`~memlab.dashboard.snapshot.Snapshot` in a worker thread
+(read-only SQLite, so the trader is never blocked) and updates only the widgets whose
+content changed. Fills are read incrementally by id, so a refresh with 100,000 trades
+in history reads only the new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import os
+from pathlib import Path
+
+import ipywidgets as W
+import pandas as pd
+
+from memlab.config import memory_path as _memory_path
+from memlab.dashboard import tables
+from memlab.dashboard.figures import equity_figure
+from memlab.dashboard.metrics import performance, pnl_curve
+from memlab.dashboard.snapshot import Snapshot, read_fills, read_snapshot, search_archival
+
+VIEWS = ("dashboard", "metrics", "trades", "memory")
+DRAWDOWN_ALERT = 0.10
+
+
+def _html(css: str) -> W.HTML:
+    w = W.HTML()
+    w.add_class("memlab-table")
+    w.add_class(css)
+    return w
+
+
+def _set(widget: W.HTML, value: str) -> None:
+    if widget.value != value:  # unchanged content sends nothing to the browser
+        widget.value = value
+
+
+class MonitorApp:
+    """The live monitor for one memory folder.
+
+    >>> app = MonitorApp("data/mem_knowledge", view="trades")   # doctest: +SKIP
+    >>> app.widget          # display it; app.start() refreshes it every `interval` seconds
+    """
+
+    def __init__(self, memory_path: str | os.PathLike[str] | None = None, *, view: str = "dashboard",
+                 interval: float = 1.0) -> None:
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        self.root = Path(_memory_path(memory_path))
+        self.interval = float(interval)
+        self._fills = pd.DataFrame()
+        self._last_fill = 0
+        self._curve: pd.DataFrame | None = None
+        self._perf: dict[str, float] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.banner = W.HTML()
+        self.banner.add_class("memlab-banner")
+        self.cards, self.positions, self.decisions = _html("memlab-cards"), _html("memlab-positions"), _html("memlab-decisions")
+        self.alerts, self.health = _html("memlab-alerts"), _html("memlab-health")
+        self.perf, self.adaptations = _html("memlab-performance"), _html("memlab-adaptations")
+        self.open_orders, self.orders, self.fills = _html("memlab-open-orders"), _html("memlab-orders"), _html("memlab-fills")
+        self.core, self.journal, self.parameters = _html("memlab-core-memory"), _html("memlab-journal"), _html("memlab-parameters")
+        self.archival = _html("memlab-archival")
+        self.query = W.Text(placeholder="search lessons (archival memory)…", continuous_update=False)
+        self.query.add_class("memlab-archival-query")
+        self.query.observe(lambda _: self._search(), names="value")
+        self.equity = equity_figure()
+        self.metrics = W.VBox([self.perf, self.equity, self.adaptations])
+        views = {
+            "dashboard": W.VBox([self.cards, self.alerts, self.positions, self.decisions, self.health]),
+            "metrics": self.metrics,
+            "trades": W.VBox([self.open_orders, self.orders, self.fills]),
+            "memory": W.VBox([self.core, self.journal, self.parameters, self.query, self.archival]),
+        }
+        self.tabs = W.Tab(children=list(views.values()), titles=list(views), selected_index=VIEWS.index(view))
+        self.widget = W.VBox([W.HTML(tables.STYLE), self.banner, self.tabs])
+        self.widget.add_class("memlab-monitor")
+        self.snapshot: Snapshot | None = None
+        self.refresh()
+        self._search()
+
+    # -- reading -------------------------------------------------------------------
+    def read(self) -> tuple[Snapshot, pd.DataFrame]:
+        """Read a snapshot and the fills that are new since the last read (thread-safe to call off the loop)."""
+        snap = read_snapshot(self.root, fills=False)
+        new = read_fills(self.root, after_id=self._last_fill)
+        return snap, new if new is not None else pd.DataFrame()
+
+    def refresh(self) -> None:
+        """Read the stores once and update the widgets (synchronously)."""
+        self.show(*self.read())
+
+    # -- showing -------------------------------------------------------------------
+    def show(self, snap: Snapshot, new_fills: pd.DataFrame) -> None:
+        """Update every view from ``snap`` and the fills read since the last refresh."""
+        self.snapshot = snap
+        if len(new_fills):
+            self._fills = new_fills if self._fills.empty else pd.concat([self._fills, new_fills], ignore_index=True)
+            self._last_fill = int(self._fills["id"].iloc[-1])
+            self._curve, self._perf = pnl_curve(self._fills), performance(self._fills)
+            self.equity = equity_figure(self._curve)
+            self.metrics.children = (self.perf, self.equity, self.adaptations)
+        self._banner(snap)
+        missing_broker = "no paper broker yet (paper_broker.sqlite not found)"
+        perf = self._perf
+        equity = self._equity(snap)
+        figures = {"equity": _money(equity)}
+        if perf:
+            figures |= {"realised P&L": _money(perf["realized_pnl"]), "last day P&L": _money(perf["last_day_pnl"]),
+                        "win rate": _pct(perf["win_rate"]), "Sharpe (daily)": _num(perf["sharpe"]),
+                        "closed trades": f"{perf['closed_trades']:.0f}"}
+        _set(self.cards, tables.cards(figures))
+        _set(self.perf, tables.cards(figures))
+        _set(self.positions, tables.table(snap.positions, "Positions", missing=missing_broker,
+                                          columns=["symbol", "entry_price", "quantity", "mark_price", "unrealized_pnl"]))
+        _set(self.decisions, tables.table(snap.decisions, "Agent decisions", missing="no decisions store yet",
+                                          columns=["time", "symbol", "strategy", "action", "confidence", "reason", "evidence"]))
+        orders = snap.orders
+        _set(self.open_orders, tables.table(None if orders is None else orders[orders["status"] == "open"],
+                                            "Open / pending orders", missing=missing_broker))
+        _set(self.orders, tables.table(None if orders is None else orders[orders["status"] != "open"],
+                                       "Closed orders (newest 200)", missing=missing_broker))
+        recent_fills = None if snap.orders is None else self._fills.tail(200).iloc[::-1]
+        _set(self.fills, tables.table(recent_fills, "Fills (newest 200)", missing=missing_broker,
+                                      columns=["time", "symbol", "side", "price", "amount", "fee", "pnl"]))
+        params = snap.parameters
+        _set(self.adaptations, tables.table(None if params is None else params.iloc[::-1].reset_index(),
+                                            "Adaptations (parameter changes: reason, from, to)",
+                                            missing="no parameter_updates.json yet"))
+        _set(self.parameters, self.adaptations.value.replace("Adaptations (parameter changes: reason, from, to)",
+                                                              "Parameter history"))
+        core = None if snap.core_memory is None else pd.DataFrame(list(snap.core_memory.items()), columns=["block", "text"])
+        _set(self.core, tables.table(core, "Core memory blocks", missing="no core_memory.json yet (agent not started)"))
+        _set(self.journal, tables.table(pd.DataFrame({"line": snap.journal[::-1]}), "Recent journal lines",
+                                        missing=""))
+        _set(self.alerts, self._alerts(snap, equity))
+        _set(self.health, self._health(snap))
+
+    def _banner(self, snap: Snapshot) -> None:
+        where = html.escape(str(snap.memory_path))
+        if snap.last_write is None:
+            text, css = f"No trader has written to {where} yet: nothing to show.", "memlab-banner-stale"
+        elif snap.trader_live:
+            text, css = f"Trader running — last write {tables.fmt(snap.last_write)} UTC · {where}", "memlab-banner-live"
+        else:
+            text, css = (f"Trader not running — showing last state from {tables.fmt(snap.last_write)} UTC · {where}",
+                         "memlab-banner-stale")
+        _set(self.banner, f'<div class="{css}">{text} · refreshed {tables.fmt(snap.read_at)} UTC</div>')
+
+    def _equity(self, snap: Snapshot) -> float:
+        if snap.balances is None or snap.orders is None:
+            return math.nan
+        quotes = {s.split("/")[-1] for s in snap.orders["symbol"]} or set(snap.balances)
+        value = sum(snap.balances.get(q, 0.0) for q in quotes)
+        if snap.positions is not None:
+            value += float((snap.positions["quantity"] * snap.positions["mark_price"]).sum())
+        return value
+
+    def _alerts(self, snap: Snapshot, equity: float) -> str:
+        items: list[str] = []
+        if self._curve is not None and len(self._curve):
+            dd = float(self._curve["drawdown"].iloc[-1])
+            if equity and not math.isnan(equity) and -dd > DRAWDOWN_ALERT * equity:
+                items.append(f"Drawdown {_money(dd)} is more than {DRAWDOWN_ALERT:.0%} of equity")
+        if snap.parameters is not None and len(snap.parameters):
+            last = snap.parameters.iloc[-1]
+            items.append(f"Adaptation {tables.fmt(snap.parameters.index[-1])}: {last['parameter']} "
+                         f"{tables.fmt(last['from'])} → {tables.fmt(last['to'])} ({last['reason']})")
+        items += [f"Source unreadable — {e}" for e in snap.errors]
+        if not items:
+            return '<p class="memlab-missing">No alerts.</p>'
+        return "<b>Alerts</b><ul>" + "".join(f'<li class="memlab-alert">{html.escape(i)}</li>' for i in items) + "</ul>"
+
+    def _health(self, snap: Snapshot) -> str:
+        import psutil
+
+        rss = psutil.Process().memory_info().rss / 2**20
+        conns = _connections(snap.memory_path)
+        rows = (f"<li>monitor process memory: {rss:.0f} MiB</li>"
+                + (f"<li class=\"memlab-missing\">{html.escape(conns)}</li>" if isinstance(conns, str) else
+                   "".join(f"<li>{html.escape(c)}</li>" for c in conns)))
+        return f"<b>System health</b><ul>{rows}</ul>"
+
+    def _search(self) -> None:
+        try:
+            found = search_archival(self.root, self.query.value)
+        except Exception as exc:  # noqa: BLE001 - a bad query is shown, not raised into the page
+            _set(self.archival, f'<p class="memlab-alert">search failed: {html.escape(str(exc))}</p>')
+            return
+        caption = f"Lessons matching {self.query.value!r}" if self.query.value else "Newest lessons"
+        _set(self.archival, tables.table(found, caption, missing="no archival memory yet (archival.sqlite not found)"))
+
+    # -- live loop -----------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        """Refresh every ``interval`` seconds on the kernel's event loop (reads run in a thread)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_event_loop().create_task(self._loop())
+        return self._task
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.show(*await loop.run_in_executor(None, self.read))
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; say what failed
+                _set(self.banner, f'<div class="memlab-banner-stale">refresh failed: {html.escape(repr(exc))}</div>')
+
+
+def _connections(root: Path) -> list[str] | str:
+    """Each connection's state and latency, once the trader publishes them; a note until then."""
+    return "connection health: not published by the trader yet (no ConnectionManager state found)"
+
+
+def _money(v: float) -> str:
+    return "—" if v is None or math.isnan(v) else f"{v:,.2f}"
+
+
+def _pct(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.1%}"
+
+
+def _num(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.2f}"
+
+
+def view_from_query(query: str | None = None) -> str:
+    """The ``view`` named in a Voilà query string (``?view=trades``), else ``dashboard``."""
+    from urllib.parse import parse_qs
+
+    q = os.environ.get("QUERY_STRING", "") if query is None else query
+    view = parse_qs(q).get("view", ["dashboard"])[0]
+    return view if view in VIEWS else "dashboard"
+
+
+def display_monitor(memory_path: str | os.PathLike[str] | None = None, *, interval: float = 1.0) -> MonitorApp:
+    """What the notebook calls: build the app for the view in the URL, display it, start refreshing."""
+    from IPython.display import display
+
+    app = MonitorApp(memory_path, view=view_from_query(), interval=interval)
+    display(app.widget)
+    app.start()
+    return app
