@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memlab.memory.cli",
     "memlab.credentials",
     "memlab.training.cli",
+    "memlab.trader.cli",
     "memlab.dashboard.cli",
     "memlab.demo",
 )

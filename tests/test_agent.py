@@ -171,7 +171,7 @@ def test_log_decision_journals_in_the_seed_format_and_stores_features(agent):
     lines = [e.text for e in agent.stores.journal.tail(2)]
     assert lines == [
         "Strategy: momentum - Decision: BUY - Confidence: 0.85",
-        "Entry Price: 65000 - Stop Loss: 64500 - Target: 66000",
+        f"Entry Price: 65000 - Stop Loss: 64500 - Target: 66000 - Decision Id: {did}",
     ]
     stored = agent.stores.decisions.get(did)
     assert stored.features == pytest.approx(FEATS) and stored.outcome is None
@@ -179,7 +179,11 @@ def test_log_decision_journals_in_the_seed_format_and_stores_features(agent):
     # The same order logged again is the same decision.
     assert agent.log_decision({**SIGNAL, "mem_confidence": 0.85}, {"order_id": "A1"}) == did
     agent.close_position(did, pnl=500.0, return_pct=0.77)
-    assert agent.stores.journal.tail(1)[0].text == "P&L: +$500.00 - Return: +0.77% - Closed momentum BUY BTCUSDT (won)"
+    assert agent.stores.journal.tail(1)[0].text == f"P&L: +$500.00 - Return: +0.77% - Decision Id: {did} - Closed momentum BUY BTCUSDT (won)"
+    # Logged and closed again (a retry, a restarted trader): nothing new in the journal.
+    lines = len(agent.stores.journal)
+    assert agent.log_decision({**SIGNAL, "mem_confidence": 0.85}, {"order_id": "A1"}) == did
+    assert agent.close_position(did, pnl=500.0, return_pct=0.77) == [] and len(agent.stores.journal) == lines
     assert agent.stores.decisions.get(did).outcome.pnl == 500.0
 
 

@@ -217,3 +217,20 @@ def test_win_rates_by_strategy_and_action(memory_dir: Path) -> None:
     assert rates.loc[("momentum", "BUY"), "n"] == 6 and rates.loc[("momentum", "BUY"), "wins"] == 4
     assert rates.loc[("momentum", "SELL"), "win_rate"] == 0.5
     assert rates.loc[("momentum", "BUY"), "mean_return_pct"] == pytest.approx(0.6 / 6 * 10 / 10)
+
+
+def test_recall_depends_on_what_the_store_holds_not_on_when_the_index_was_built(tmp_path: Path) -> None:
+    # A trader that restarts must decide exactly as one that never stopped: the same rows
+    # give the same neighbours and distances whatever queries came before.
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(9000, 6)) * [1, 5, 0.1, 1, 20, 3]).astype(np.float32).astype(np.float64)
+    q = rng.normal(size=6) * [1, 5, 0.1, 1, 20, 3]
+    grown = DecisionStore(tmp_path / "grown")
+    for lo in range(0, len(x), 700):  # queried after every batch, as a live agent would
+        grown.record_many([make(i, x[i]) for i in range(lo, min(lo + 700, len(x)))])
+        grown.neighbourhood(q, k=20)
+    fresh = DecisionStore(tmp_path / "fresh")
+    fresh.record_many([make(i, x[i]) for i in range(len(x))], batch_size=5000)
+    a, b = grown.neighbourhood(q, k=20), fresh.neighbourhood(q, k=20)
+    assert list(a.ids) == list(b.ids)
+    assert np.array_equal(a.distance, b.distance)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from memlab.agent.adaptation import BASELINE, Adaptation, AdaptationConfig, Adapter
@@ -112,6 +113,7 @@ class MemoryAgent:
         self._lock = threading.Lock()
         self._params: dict[str, Any] | None = None
         self._params_stamp: tuple[int, int] | None = None
+        self._outcomes: dict[str, list[Any]] | None = None  # this agent's recent outcomes, for the triggers
 
     def __repr__(self) -> str:
         return f"MemoryAgent(agent_id={self.agent_id!r}, path={str(self.path)!r}, llm={self.llm is not None})"
@@ -211,6 +213,11 @@ class MemoryAgent:
             self._emit("decision", {"decision_id": None, "symbol": symbol, "action": action, "status": status})
             return None
         order_id = result.get("order_id", result.get("id"))
+        key = f"{self.agent_id}:order:{order_id}" if order_id is not None else None
+        if key is not None:
+            existing = self.stores.decisions.find_key(key)
+            if existing is not None:
+                return existing  # logged before (a retried call, or a restarted trader): once is enough
         price = result.get("price", decision.get("price"))
         meta = {"order": _json_safe({k: v for k, v in result.items() if k not in ("pnl", "return_pct", "closed_at")})}
         decision_id = self.stores.decisions.record(
@@ -224,21 +231,11 @@ class MemoryAgent:
                 agent_id=self.agent_id,
                 decided_at=signal_time(decision),
                 price=float(price) if price is not None else None,
-                key=f"{self.agent_id}:order:{order_id}" if order_id is not None else None,
+                key=key,
                 meta=meta,
             )
         )
-        lines: list[Mapping[str, Any]] = [{"Strategy": strategy, "Decision": action, "Confidence": round(confidence, 4)}]
-        entry = {
-            label: decision[key]
-            for label, key in (("Entry Price", "price"), ("Stop Loss", "stop_loss"), ("Target", "target"))
-            if decision.get(key) is not None
-        }
-        if price is not None:
-            entry["Entry Price"] = price
-        if entry:
-            lines.append(entry)
-        self.stores.journal.append_many(lines)
+        self.stores.journal.append_many(self._decision_lines(strategy, action, confidence, decision, price, decision_id))
         self._emit(
             "decision",
             {
@@ -270,26 +267,94 @@ class MemoryAgent:
         closed_at: datetime | str | None = None,
         notes: str = "",
     ) -> list[Adaptation]:
-        """Attach the outcome to a logged decision, then learn and adapt; returns the adaptations."""
+        """Attach the outcome to a logged decision, then learn and adapt; returns the adaptations.
+        Closing a decision already closed with this outcome again changes nothing."""
         store = self.stores.decisions
+        before = store.get(decision_id).outcome
         store.close_outcome(decision_id, pnl=pnl, return_pct=return_pct, closed_at=closed_at, notes=notes)
+        if before is not None:
+            return []
         stored = store.get(decision_id)
         won = pnl > 0
         self.brain.priors.record(stored.strategy, stored.action, won)
-        sign = "+" if pnl >= 0 else "-"
-        fields: dict[str, Any] = {"P&L": f"{sign}${abs(pnl):,.2f}"}
-        if return_pct is not None:
-            fields["Return"] = f"{float(return_pct):+.2f}%"
-        self.stores.journal.append(
-            fields, note=f"Closed {stored.strategy} {stored.action} {stored.symbol} ({'won' if won else 'lost'})"
-        )
+        self.stores.journal.append_many([self._outcome_line(stored)])
         self._emit("decision", {"decision_id": decision_id, "status": "closed", "pnl": pnl, "return_pct": return_pct})
         features = {k: float(v) for k, v in dict(stored.features).items()}  # type: ignore[union-attr]
         self._maybe_learn(stored.strategy, stored.action, features)
         baseline = self.config.baseline_win_rate
         if baseline is None:
             baseline = self.brain.priors.overall(math.nan)
-        return self.adapter.after_close(self.closed_trades(), baseline_win_rate=baseline)
+        return self.adapter.after_close(self._recent_outcomes(stored), baseline_win_rate=baseline)
+
+    def _recent_outcomes(self, stored: Any) -> pd.DataFrame:
+        """This agent's last ``trade_history`` outcomes, kept in memory after the first read
+        (the triggers run on every close; re-reading thousands of rows each time would not do)."""
+        limit = self.config.trade_history
+        outcome = stored.outcome
+        if self._outcomes is None or outcome is None:
+            frame = self.stores.decisions.outcomes(agent_id=self.agent_id, limit=limit)
+            self._outcomes = {c: frame[c].tolist() for c in ("decision_id", "closed_at", "pnl", "return_pct")}
+        elif stored.id not in self._outcomes["decision_id"][-1:]:
+            for column, value in (("decision_id", stored.id), ("closed_at", pd.Timestamp(outcome.closed_at)),
+                                  ("pnl", float(outcome.pnl)),
+                                  ("return_pct", np.nan if outcome.return_pct is None else float(outcome.return_pct))):
+                self._outcomes[column].append(value)
+                del self._outcomes[column][:-limit]
+        o = self._outcomes
+        return pd.DataFrame({"closed_at": pd.DatetimeIndex(o["closed_at"]), "pnl": np.asarray(o["pnl"], dtype=float),
+                             "return_pct": np.asarray(o["return_pct"], dtype=float)})
+
+    # -- journal lines ----------------------------------------------------------------
+    @staticmethod
+    def _decision_lines(strategy: str, action: str, confidence: float, decision: Mapping[str, Any],
+                        price: Any, decision_id: int) -> list[Mapping[str, Any]]:
+        """The seed's two lines: the decision, then entry price / stop / target (and the id
+        that ties the journal to the decision store)."""
+        entry = {
+            label: decision[key]
+            for label, key in (("Entry Price", "price"), ("Stop Loss", "stop_loss"), ("Target", "target"))
+            if decision.get(key) is not None
+        }
+        if price is not None:
+            entry["Entry Price"] = price
+        entry["Decision Id"] = decision_id
+        return [{"Strategy": strategy, "Decision": action, "Confidence": round(confidence, 4)}, entry]
+
+    @staticmethod
+    def _outcome_line(stored: Any) -> tuple[Any, dict[str, Any], tuple[str, ...]]:
+        outcome = stored.outcome
+        pnl, won = float(outcome.pnl), outcome.pnl > 0
+        fields: dict[str, Any] = {"P&L": f"{'+' if pnl >= 0 else '-'}${abs(pnl):,.2f}"}
+        if outcome.return_pct is not None:
+            fields["Return"] = f"{float(outcome.return_pct):+.2f}%"
+        fields["Decision Id"] = stored.id
+        note = f"Closed {stored.strategy} {stored.action} {stored.symbol} ({'won' if won else 'lost'})"
+        return (None, fields, (note,))
+
+    def repair_journal(self, last: int = 5) -> int:
+        """Write the journal lines of this agent's last ``last`` decisions and outcomes that
+        are in the store but not in the journal (a crash between the two writes); returns
+        how many events were written. A restarted trader calls it first."""
+        recent = self.stores.decisions.frame(agent_id=self.agent_id, limit=last)
+        if recent.empty:
+            return 0
+        seen: set[tuple[str, str]] = set()
+        for entry in self.stores.journal.tail(50 + 4 * last):
+            ref = entry.fields.get("Decision Id")
+            if ref is not None:
+                seen.add(("P&L" if "P&L" in entry.fields else "entry", ref))
+        events: list[Any] = []
+        for decision_id in recent["id"].tolist():
+            stored = self.stores.decisions.get(int(decision_id))
+            if ("entry", str(stored.id)) not in seen:
+                events += self._decision_lines(stored.strategy, stored.action, stored.confidence,
+                                               {}, stored.price, stored.id)
+            if stored.outcome is not None and ("P&L", str(stored.id)) not in seen:
+                events.append(self._outcome_line(stored))
+        if events:
+            self.stores.journal.append_many(events)
+            log.warning("journal repaired: %d event(s) of decisions stored before a crash", len(events))
+        return len(events)
 
     def closed_trades(self) -> pd.DataFrame:
         """This agent's closed decisions (most recent ``trade_history``), in order of closing."""

@@ -11,12 +11,21 @@ Everything is in ``paper_broker.sqlite`` (WAL, ``synchronous=FULL``, mode 600). 
 order and every bar's fills commit in one transaction; a bar already processed is
 skipped and a client order id already used returns the existing order, so a restart
 after ``kill -9`` replays without losing or duplicating a fill.
+
+A bar that fills nothing only moves the mark price. Such bars are kept in memory and
+written with the next transaction (or by :meth:`PaperBroker.flush`, at most
+``flush_interval`` seconds later): a replay runs at tens of thousands of bars a second
+instead of one fsync per bar, and a crash can only lose mark prices, which the restarted
+replay recomputes from the same bars. Open orders are cached per symbol, so deciding
+that a bar fills nothing needs no query; another process committing to the same book is
+noticed (``PRAGMA data_version``) and the caches are dropped.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +34,7 @@ from typing import Any
 
 import ccxt
 
-from memlab.memory.durable import create_private, ensure_private_dir
+from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
 
 PAPER_DB = "paper_broker.sqlite"
 _SCHEMA = """
@@ -73,10 +82,18 @@ class PaperBroker:
     """
 
     def __init__(self, root: Path, *, balances: Mapping[str, float] | None = None,
-                 fees: float = 0.001, slippage: float = 0.0) -> None:
+                 fees: float = 0.001, slippage: float = 0.0, flush_interval: float = 1.0) -> None:
         if not 0 <= fees < 1 or not 0 <= slippage < 1:
             raise ccxt.InvalidOrder("paper broker: fees and slippage are fractions in [0, 1)")
         self.fees, self.slippage = float(fees), float(slippage)
+        self.flush_interval = float(flush_interval)
+        # Caches (see the module docstring); valid while no other connection commits.
+        self._markets: dict[str, tuple[str, str]] = {}
+        self._last: dict[str, float] = {}
+        self._open: dict[str, list[tuple[str, str, float | None, float]]] = {}
+        self._pending: dict[str, tuple[float, float]] = {}
+        self._flushed = time.monotonic()
+        self._version: int | None = None
         self.path = ensure_private_dir(Path(root)) / PAPER_DB
         if not self.path.exists():
             create_private(self.path)
@@ -92,7 +109,26 @@ class PaperBroker:
 
     def close(self) -> None:
         with self._lock:
+            self.flush()
             self._db.close()
+
+    def flush(self) -> None:
+        """Write the mark prices of bars that filled nothing (see the module docstring)."""
+        with self._lock:
+            if self._pending:
+                with self._tx():
+                    pass  # the transaction writes what is pending
+            self._flushed = time.monotonic()
+
+    def _sync(self) -> None:
+        """Drop the caches when another connection has committed to the book."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            if self._version is not None:
+                self._markets.clear()
+                self._last.clear()
+                self._open.clear()
+            self._version = version
 
     # -- plumbing ----------------------------------------------------------------
     class _Tx:
@@ -100,14 +136,23 @@ class PaperBroker:
             self.b = broker
 
         def __enter__(self) -> None:
-            self.b._lock.acquire()
-            self.b._db.execute("BEGIN IMMEDIATE")
+            b = self.b
+            b._lock.acquire()
+            relax_sqlite(b._db, b.path, b._lock)
+            b._db.execute("BEGIN IMMEDIATE")
+            if b._pending:
+                b._db.executemany("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)",
+                                  [(sym, t, c) for sym, (t, c) in b._pending.items()])
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
+            b = self.b
             try:
-                self.b._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                b._db.execute("ROLLBACK" if exc_type else "COMMIT")
+                if not exc_type:
+                    b._pending.clear()
+                    b._version = b._db.execute("PRAGMA data_version").fetchone()[0]
             finally:
-                self.b._lock.release()
+                b._lock.release()
 
     def _tx(self) -> PaperBroker._Tx:
         return PaperBroker._Tx(self)
@@ -126,17 +171,49 @@ class PaperBroker:
             self._db.execute("INSERT OR IGNORE INTO markets VALUES (?, ?, ?)", (symbol, base, quote))
 
     def _market(self, symbol: str) -> tuple[str, str]:
+        cached = self._markets.get(symbol)
+        if cached is not None:
+            return cached
         row = self._db.execute("SELECT base, quote FROM markets WHERE symbol=?", (symbol,)).fetchone()
         if row is None:
             known = [r[0] for r in self._db.execute("SELECT symbol FROM markets ORDER BY symbol")]
             raise ccxt.BadSymbol(f"paper broker: unknown symbol {symbol!r}; known: {', '.join(known) or 'none'}")
+        self._markets[symbol] = (row[0], row[1])
         return row[0], row[1]
 
+    def markets(self) -> list[str]:
+        """The listed symbols."""
+        return [r[0] for r in self._db.execute("SELECT symbol FROM markets ORDER BY symbol")]
+
     def last_price(self, symbol: str) -> float | None:
+        if symbol in self._pending:
+            return self._pending[symbol][1]
         return self._one("SELECT close FROM prices WHERE symbol=?", (symbol,))
 
+    def last_bar_time(self, symbol: str) -> float | None:
+        """Time of the last bar processed for ``symbol`` (None before the first)."""
+        with self._lock:
+            self._sync()
+            if symbol not in self._last:
+                t = self._one("SELECT time FROM prices WHERE symbol=?", (symbol,))
+                if t is None:
+                    return None
+                self._last[symbol] = float(t)
+            return self._last[symbol]
+
     def _now(self, symbol: str) -> float:
+        if symbol in self._pending:
+            return self._pending[symbol][0]
         return self._one("SELECT time FROM prices WHERE symbol=?", (symbol,)) or 0.0
+
+    def _open_orders(self, symbol: str) -> list[tuple[str, str, float | None, float]]:
+        """(type, side, price, created_at) of the symbol's open orders, cached."""
+        cached = self._open.get(symbol)
+        if cached is None:
+            cached = [(t, s, p, c) for t, s, p, c in self._db.execute(
+                "SELECT type, side, price, created_at FROM orders WHERE symbol=? AND status='open'", (symbol,))]
+            self._open[symbol] = cached
+        return cached
 
     # -- balances ----------------------------------------------------------------
     def _total(self, asset: str) -> float:
@@ -159,6 +236,7 @@ class PaperBroker:
     def fetch_balance(self) -> dict[str, dict[str, float]]:
         """ccxt's balance structure: ``free``, ``used`` and ``total`` per asset."""
         with self._lock:
+            self.flush()
             out: dict[str, dict[str, float]] = {"free": {}, "used": {}, "total": {}}
             for asset, total in self._db.execute("SELECT asset, total FROM balances ORDER BY asset").fetchall():
                 used = self._reserved(asset)
@@ -193,6 +271,7 @@ class PaperBroker:
         params = dict(params or {})
         client_id = str(params.get("clientOrderId") or uuid.uuid4().hex)
         with self._lock:
+            self._sync()
             existing = self._one("SELECT id FROM orders WHERE client_id=?", (client_id,))
             if existing is not None:
                 return self.fetch_order(existing)
@@ -209,21 +288,21 @@ class PaperBroker:
                 raise ccxt.InvalidOrder(f"paper broker: quantity must be positive, got {amount}")
             if type_ == "limit" and (price is None or not float(price) > 0):
                 raise ccxt.InvalidOrder("paper broker: a limit order needs a positive price")
-            if side_ == "buy":
-                ref = float(price) if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
-                need = float(cost) if cost is not None else float(amount) * ref * (1 + self.fees)  # type: ignore[arg-type]
-                free = self._total(quote) - self._reserved(quote)
-                if need > free + 1e-9:
-                    raise ccxt.InsufficientFunds(f"paper broker: buying needs {need:.2f} {quote}, {free:.2f} free")
-            else:
-                free = self._total(base) - self._reserved(base)
-                if float(amount) > free + 1e-12:  # type: ignore[arg-type]
-                    raise ccxt.InsufficientFunds(f"paper broker: selling {amount} {base}, {free} free")
             sl, tp = params.get("stopLoss"), params.get("takeProfit")
             if (sl is not None or tp is not None) and side_ != "buy":
                 raise ccxt.InvalidOrder("paper broker: stopLoss/takeProfit attach to buys")
             now = self._now(symbol)
-            with self._tx():
+            with self._tx():  # marks pending from quiet bars are written first, so reservations see them
+                if side_ == "buy":
+                    ref = float(price) if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
+                    need = float(cost) if cost is not None else float(amount) * ref * (1 + self.fees)  # type: ignore[arg-type]
+                    free = self._total(quote) - self._reserved(quote)
+                    if need > free + 1e-9:
+                        raise ccxt.InsufficientFunds(f"paper broker: buying needs {need:.2f} {quote}, {free:.2f} free")
+                else:
+                    free = self._total(base) - self._reserved(base)
+                    if float(amount) > free + 1e-12:  # type: ignore[arg-type]
+                        raise ccxt.InsufficientFunds(f"paper broker: selling {amount} {base}, {free} free")
                 cur = self._db.execute(
                     "INSERT INTO orders (client_id, symbol, type, side, amount, cost, price, status, created_at, updated_at, stop_loss, take_profit) "
                     "VALUES (?,?,?,?,?,?,?, 'open', ?, ?, ?, ?)",
@@ -231,6 +310,7 @@ class PaperBroker:
                      None if cost is None else float(cost), None if price is None else float(price), now, now,
                      None if sl is None else float(sl), None if tp is None else float(tp)),
                 )
+            self._open.pop(symbol, None)
             return self.fetch_order(int(cur.lastrowid))  # type: ignore[arg-type]
 
     def cancel_order(self, id: int | str, symbol: str | None = None) -> dict[str, Any]:
@@ -240,6 +320,7 @@ class PaperBroker:
                 raise ccxt.InvalidOrder(f"paper broker: order {id} is {order['status']}, not open")
             with self._tx():
                 self._db.execute("UPDATE orders SET status='canceled' WHERE id=?", (int(order["id"]),))
+            self._open.pop(order["symbol"], None)
             return self.fetch_order(id)
 
     def fetch_order(self, id: int | str, symbol: str | None = None) -> dict[str, Any]:
@@ -263,35 +344,57 @@ class PaperBroker:
                 (symbol,) if symbol else ())]
             return [self.fetch_order(i) for i in ids]
 
-    def fills(self) -> list[dict[str, Any]]:
-        """Every fill, oldest first."""
-        cols = ("id", "order_id", "bar_time", "price", "amount", "fee", "pnl")
-        return [dict(zip(cols, r, strict=True)) for r in self._db.execute(f"SELECT {', '.join(cols)} FROM fills ORDER BY id")]
+    def fills(self, symbol: str | None = None, *, after_id: int = 0) -> list[dict[str, Any]]:
+        """Fills, oldest first (optionally of one symbol, after fill id ``after_id``), with
+        the order's symbol, side and client order id."""
+        cols = ("id", "order_id", "bar_time", "price", "amount", "fee", "pnl", "symbol", "side", "client_id")
+        sql = ("SELECT f.id, f.order_id, f.bar_time, f.price, f.amount, f.fee, f.pnl, o.symbol, o.side, o.client_id "
+               "FROM fills f JOIN orders o ON o.id = f.order_id WHERE f.id > ?" + (" AND o.symbol = ?" if symbol else "")
+               + " ORDER BY f.id")
+        with self._lock:
+            rows = self._db.execute(sql, (after_id, symbol) if symbol else (after_id,)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     # -- the clock: bars ---------------------------------------------------------
     def on_bar(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
         """Fill what this bar fills, mark prices; returns the new fills. A bar at or
         before the last one processed for ``symbol`` changes nothing (safe replays)."""
         with self._lock:
+            self._sync()
             base, quote = self._market(symbol)
-            last = self._one("SELECT time FROM prices WHERE symbol=?", (symbol,))
+            last = self._last[symbol] if symbol in self._last else self.last_bar_time(symbol)
             if last is not None and bar.time <= last:
                 return []
+            self._last[symbol] = bar.time
+            if not any(created < bar.time and self._trigger(type_, side, price, bar) is not None
+                       for type_, side, price, created in self._open_orders(symbol)):
+                # Fills nothing: only the mark moves; written with the next transaction.
+                self._pending[symbol] = (bar.time, bar.close)
+                if time.monotonic() - self._flushed >= self.flush_interval:
+                    self.flush()
+                return []
             new: list[dict[str, Any]] = []
-            with self._tx():
-                rows = self._db.execute(
-                    "SELECT id, type, side, amount, cost, price, stop_loss, take_profit, parent_id FROM orders "
-                    "WHERE symbol=? AND status='open' AND created_at < ? ORDER BY (type IN ('stop_loss','take_profit')) DESC, id",
-                    (symbol, bar.time),
-                ).fetchall()
-                for oid, type_, side, amount, cost, price, sl, tp, parent in rows:
-                    if self._one("SELECT status FROM orders WHERE id=?", (oid,)) != "open":
-                        continue  # cancelled by its OCO sibling earlier in this bar
-                    fill_price = self._trigger(type_, side, price, bar)
-                    if fill_price is None:
-                        continue
-                    new.append(self._fill(oid, symbol, base, quote, side, amount, cost, fill_price, bar, sl, tp, parent))
-                self._db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)", (symbol, bar.time, bar.close))
+            self._pending.pop(symbol, None)
+            try:
+                with self._tx():
+                    rows = self._db.execute(
+                        "SELECT id, type, side, amount, cost, price, stop_loss, take_profit, parent_id FROM orders "
+                        "WHERE symbol=? AND status='open' AND created_at < ? ORDER BY (type IN ('stop_loss','take_profit')) DESC, id",
+                        (symbol, bar.time),
+                    ).fetchall()
+                    for oid, type_, side, amount, cost, price, sl, tp, parent in rows:
+                        if self._one("SELECT status FROM orders WHERE id=?", (oid,)) != "open":
+                            continue  # cancelled by its OCO sibling earlier in this bar
+                        fill_price = self._trigger(type_, side, price, bar)
+                        if fill_price is None:
+                            continue
+                        new.append(self._fill(oid, symbol, base, quote, side, amount, cost, fill_price, bar, sl, tp, parent))
+                    self._db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)", (symbol, bar.time, bar.close))
+            except BaseException:
+                self._last.pop(symbol, None)
+                raise
+            finally:
+                self._open.pop(symbol, None)
             return new
 
     def _trigger(self, type_: str, side: str, price: float | None, bar: Bar) -> float | None:
@@ -335,8 +438,8 @@ class PaperBroker:
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (quote, self._total(quote) + proceeds))
             db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)",
                        (symbol, max(pos[0] - qty, 0.0), pos[1] if pos[0] - qty > 1e-12 else 0.0, pos[2] + pnl))
-        db.execute("INSERT INTO fills (order_id, bar_time, price, amount, fee, pnl) VALUES (?,?,?,?,?,?)",
-                   (oid, bar.time, price, qty, fee, pnl))
+        fill_id = db.execute("INSERT INTO fills (order_id, bar_time, price, amount, fee, pnl) VALUES (?,?,?,?,?,?)",
+                             (oid, bar.time, price, qty, fee, pnl)).lastrowid
         db.execute("UPDATE orders SET status='closed', filled=?, average=?, fee=?, updated_at=? WHERE id=?",
                    (qty, price, fee, bar.time, oid))
         if parent is not None:  # one cancels the other
@@ -348,5 +451,5 @@ class PaperBroker:
                     "VALUES (?, ?, ?, 'sell', ?, ?, 'open', ?, ?, ?)",
                     (f"{oid}-{child_type}", symbol, child_type, qty, child_price, bar.time - 1e-6, bar.time, oid),
                 )
-        return {"order_id": str(oid), "symbol": symbol, "side": side, "price": price, "amount": qty, "fee": fee,
+        return {"id": fill_id, "order_id": str(oid), "symbol": symbol, "side": side, "price": price, "amount": qty, "fee": fee,
                 "pnl": pnl, "time": bar.time}

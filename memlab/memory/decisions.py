@@ -28,7 +28,7 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail
-from memlab.memory.durable import create_private, ensure_private_dir
+from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
 from memlab.memory.errors import CorruptMemoryError
 from memlab.memory.similarity import FeatureIndex
 
@@ -410,6 +410,7 @@ class DecisionStore:
 
     def _write_batch(self, rows: list[_Row], names: list[str]) -> list[int]:
         conn = self._conn
+        relax_sqlite(conn, self.path, self._lock)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self.feature_names is None:
@@ -497,6 +498,7 @@ class DecisionStore:
         when = _timestamp(closed_at)
         with self._lock:
             conn = self._conn
+            relax_sqlite(conn, self.path, self._lock)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if (
@@ -561,6 +563,11 @@ class DecisionStore:
         with self._lock:
             row = self._conn.execute("SELECT max(id) FROM decisions").fetchone()
             return int(row[0] or 0)
+
+    def find_key(self, key: str) -> int | None:
+        """The id of the decision recorded with idempotency ``key``, or None."""
+        row = self._conn.execute("SELECT id FROM decisions WHERE key=?", (key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def get(self, decision_id: int) -> StoredDecision:
         """One decision with its outcome (if closed)."""
@@ -637,6 +644,20 @@ class DecisionStore:
             rows = self._conn.execute(sql, args).fetchall()
         rows.reverse()
         return self._to_frame(rows)
+
+    def outcomes(self, *, agent_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Closed outcomes only (``decision_id``, ``closed_at``, ``pnl``, ``return_pct``), in
+        order of closing, newest ``limit``: the lean read performance triggers need."""
+        sql = ("SELECT o.decision_id, o.closed_at, o.pnl, o.return_pct FROM outcomes o"
+               + (" JOIN decisions d ON d.id = o.decision_id WHERE d.agent_id = ?" if agent_id is not None else "")
+               + " ORDER BY o.closed_at DESC, o.seq DESC" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        with self._lock:
+            rows = self._conn.execute(sql, (agent_id,) if agent_id is not None else ()).fetchall()
+        rows.reverse()
+        arr = np.array(rows, dtype=float).reshape(-1, 4)
+        return pd.DataFrame({"decision_id": arr[:, 0].astype(np.int64),
+                             "closed_at": pd.to_datetime(arr[:, 1], unit="s", utc=True),
+                             "pnl": arr[:, 2], "return_pct": arr[:, 3]})
 
     def recent(self, n: int = 20) -> pd.DataFrame:
         """The last ``n`` decisions."""

@@ -4,6 +4,11 @@ with the decision store.
 Rows arrive in id order. The bulk sits in k-d trees (one per filter, built on first
 use); rows that arrived since the last build are scanned directly until they are many
 enough to justify a rebuild, so a query stays sub-millisecond while the store grows.
+
+The trees and the standardisation cover the first :func:`rebuild_point` rows, a fixed
+function of the row count, so a query's answer depends only on what the store holds,
+never on when this process happened to build its index: a restarted trader decides
+exactly as one that never stopped.
 """
 
 from __future__ import annotations
@@ -14,8 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-#: Rebuild the trees when the unindexed tail is this large (or a quarter of the rows).
-MIN_REBUILD_TAIL = 20_000
+#: Below this many rows a query scans them all; above, see :func:`rebuild_point`.
+SCAN_ROWS = 4096
+
+
+def rebuild_point(n: int) -> int:
+    """How many of ``n`` rows the trees and the standardisation cover.
+
+    0 below ``SCAN_ROWS`` (every row is scanned, standardised over all of them); above,
+    ``n`` rounded down to a step of ``max(SCAN_ROWS, 2**floor(log2 n) / 16)``, so the
+    scanned tail stays under about 6 % of the rows and trees are rebuilt that seldom.
+    """
+    if n < SCAN_ROWS:
+        return 0
+    step = max(SCAN_ROWS, (1 << (n.bit_length() - 1)) // 16)
+    return n - n % step
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,7 @@ class FeatureIndex:
         self._vocab: dict[str, dict[str, int]] = {name: {} for name in self._codes}
         self._closed = _Column(np.bool_)
         self._built_n = 0
+        self._scaled_n = 0
         self._mean = np.zeros(dim)
         self._scale = np.ones(dim)
         self._trees: dict[tuple[int, int, int], tuple[cKDTree, np.ndarray]] = {}
@@ -158,13 +177,13 @@ class FeatureIndex:
 
     def _maybe_rebuild(self) -> None:
         n = self._ids.n
-        tail = n - self._built_n
-        if self._built_n == 0 or tail >= max(MIN_REBUILD_TAIL, n // 4):
-            x = self._x.values.astype(np.float64)
+        target = rebuild_point(n)
+        if target != self._built_n or (target == 0 and self._scaled_n != n):
+            x = self._x.values[: target or n].astype(np.float64)
             self._mean = x.mean(axis=0)
             scale = x.std(axis=0)
             self._scale = np.where(scale > 0, scale, 1.0)
-            self._built_n = n
+            self._built_n, self._scaled_n = target, (target or n)
             self._trees.clear()
 
     def _tree(self, key: tuple[int, int, int]) -> tuple[cKDTree, np.ndarray]:
@@ -177,6 +196,8 @@ class FeatureIndex:
     def _query_tree(
         self, key: tuple[int, int, int], z: np.ndarray, k: int, closed_only: bool
     ) -> tuple[np.ndarray, np.ndarray]:
+        if self._built_n == 0:
+            return np.empty(0), np.empty(0, np.int64)
         tree, rows = self._tree(key)
         if len(rows) == 0:
             return np.empty(0), np.empty(0, np.int64)

@@ -1,0 +1,251 @@
+"""Broker connections with one set of async verbs: a ccxt exchange, or the paper broker.
+
+Both speak ccxt's verbs (``create_order``, ``cancel_order``, ``fetch_order``,
+``fetch_open_orders``, ``fetch_balance``, ``fetch_positions``) and ccxt's errors, so the
+trader runs the same code in paper and live mode (freqtrade's dry-run rule).
+
+:class:`ExchangeConnection` retries ccxt's "try again" errors with backoff and jitter
+and records every call in the :class:`~memlab.connectors.health.HealthBoard`. An order
+carries a client order id; when placing it fails in a way that leaves its fate unknown
+(a timeout, a dropped connection, a garbled answer), the connection looks the id up on
+the exchange before sending again, so a retry never places the order twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import ccxt
+
+from memlab.connectors.health import HealthBoard
+from memlab.connectors.paper_broker import Bar, PaperBroker
+from memlab.connectors.retry import RetryPolicy, is_retryable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def new_client_order_id(prefix: str = "mlab") -> str:
+    """A fresh client order id (32 characters, within every major exchange's limit)."""
+    return f"{prefix}-{uuid.uuid4().hex[: 31 - len(prefix)]}"
+
+
+class ExchangeConnection:
+    """A ccxt async exchange behind retries, health tracking and idempotent orders."""
+
+    simulated = False
+
+    def __init__(self, name: str, exchange: Any, health: HealthBoard, policy: RetryPolicy | None = None,
+                 *, seed: int | None = None) -> None:
+        self.name, self.exchange, self.health = name, exchange, health
+        self.policy = policy or RetryPolicy()
+        self._rng = random.Random(seed)
+        health.register(name, "broker", exchange.id)
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"ExchangeConnection({self.name!r}, exchange={self.exchange.id!r}, sandbox={self.sandbox})"
+
+    @property
+    def sandbox(self) -> bool:
+        return bool(getattr(self.exchange, "isSandboxModeEnabled", False))
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``exchange.<method>(*args, **kwargs)`` with retries on "try again" errors."""
+        fn: Callable[..., Awaitable[Any]] = getattr(self.exchange, method)
+        return await self._retry(method, lambda: fn(*args, **kwargs))
+
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]],
+                     before_retry: Callable[[], Awaitable[T | None]] | None = None) -> T:
+        for i in range(self.policy.attempts):
+            started = time.perf_counter()
+            try:
+                result = await attempt()
+            except Exception as exc:
+                last = i == self.policy.attempts - 1
+                if isinstance(exc, ccxt.BaseError) and not is_retryable(exc):
+                    self.health.success(self.name, time.perf_counter() - started)  # the venue answered: "you are wrong"
+                    raise
+                if not is_retryable(exc):
+                    self.health.failure(self.name, exc, retrying=False)
+                    raise
+                self.health.failure(self.name, exc, retrying=not last)
+                if last:
+                    raise
+                wait = self.policy.delay(i, self._rng)
+                if isinstance(exc, ccxt.DDoSProtection):  # rate limited: at least the venue's own pace
+                    wait = max(wait, float(getattr(self.exchange, "rateLimit", 0) or 0) / 1000.0)
+                log.warning("%s %s failed (%s: %s); retry %d/%d in %.2f s", self.name, what, type(exc).__name__,
+                            str(exc)[:200], i + 1, self.policy.attempts - 1, wait)
+                await asyncio.sleep(wait)
+                if before_retry is not None:
+                    found = await before_retry()
+                    if found is not None:
+                        return found
+                continue
+            self.health.success(self.name, time.perf_counter() - started)
+            return result
+        raise AssertionError("unreachable")
+
+    async def connect(self) -> None:
+        await self.call("load_markets")
+
+    def market_symbol(self, symbol: str) -> str:
+        """``"BTCUSDT"`` or ``"BTC/USDT"`` → the exchange's unified symbol."""
+        markets = self.exchange.markets or {}
+        if symbol in markets:
+            return symbol
+        by_id = getattr(self.exchange, "markets_by_id", None) or {}
+        found = by_id.get(symbol)
+        if found:
+            return str(found[0]["symbol"] if isinstance(found, list) else found["symbol"])
+        raise ccxt.BadSymbol(f"{self.name}: unknown symbol {symbol!r}")
+
+    async def create_order(self, symbol: str, type: str, side: str, amount: float | None, price: float | None = None,
+                           params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params = dict(params or {})
+        client_id = str(params.setdefault("clientOrderId", new_client_order_id()))
+        fn = self.exchange.create_order
+
+        async def place() -> dict[str, Any]:
+            return await fn(symbol, type, side, amount, price, dict(params))
+
+        async def look_up() -> dict[str, Any] | None:
+            # Did the failed attempt reach the exchange? Then it is the order: do not send it again.
+            return await self.find_by_client_id(symbol, client_id)
+
+        return await self._retry(f"create_order {client_id}", place, look_up)
+
+    async def find_by_client_id(self, symbol: str, client_id: str) -> dict[str, Any] | None:
+        """The order with this client order id, or None when the exchange has none."""
+        ex = self.exchange
+        try:
+            if ex.id.startswith("binance"):
+                return await ex.fetch_order(None, symbol, {"clientOrderId": client_id})
+            for method, capability in (("fetch_open_orders", "fetchOpenOrders"), ("fetch_closed_orders", "fetchClosedOrders")):
+                if not ex.has.get(capability):
+                    continue
+                for order in await getattr(ex, method)(symbol):
+                    if order.get("clientOrderId") == client_id:
+                        return dict(order)
+        except ccxt.OrderNotFound:
+            return None
+        except ccxt.OperationFailed:
+            raise  # unknown again: the retry loop waits and asks once more
+        return None
+
+    async def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        return await self.call("cancel_order", id, symbol)
+
+    async def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        return await self.call("fetch_order", id, symbol)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return await self.call("fetch_open_orders", symbol)
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        return await self.call("fetch_balance")
+
+    async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+        return await self.call("fetch_ticker", symbol)
+
+    async def fetch_positions(self) -> list[dict[str, Any]]:
+        """Derivative venues: ccxt's positions. Spot venues: each held base asset with a
+        market in the quote currency, marked at its last price."""
+        if self.exchange.has.get("fetchPositions") and self.exchange.options.get("defaultType", "spot") != "spot":
+            return await self.call("fetch_positions")
+        balance = await self.fetch_balance()
+        out = []
+        for asset, amount in (balance.get("total") or {}).items():
+            if not amount:
+                continue
+            symbol = next((s for s, m in (self.exchange.markets or {}).items()
+                           if m.get("base") == asset and m.get("spot") and m.get("quote") in ("USDT", "USD", "USDC")), None)
+            if symbol is None:
+                continue
+            last = (await self.fetch_ticker(symbol)).get("last")
+            out.append({"symbol": symbol, "side": "long", "contracts": amount, "entryPrice": None,
+                        "markPrice": last, "unrealizedPnl": None, "realizedPnl": None})
+        return out
+
+    async def close(self) -> None:
+        self.health.closed(self.name)
+        await self.exchange.close()
+
+
+class PaperConnection:
+    """The paper broker behind the same async verbs; bars from a feed drive its fills."""
+
+    simulated = True
+
+    def __init__(self, name: str, broker: PaperBroker, health: HealthBoard) -> None:
+        self.name, self.broker, self.health = name, broker, health
+        health.register(name, "broker", "paper")
+
+    def __repr__(self) -> str:
+        return f"PaperConnection({self.name!r}, book={str(self.broker.path)!r})"
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.health.success(self.name, time.perf_counter() - started)
+
+    async def connect(self) -> None:
+        self._timed(self.broker.markets)
+
+    def market_symbol(self, symbol: str) -> str:
+        markets = self.broker.markets()
+        if symbol in markets:
+            return symbol
+        for m in markets:
+            if m.replace("/", "") == symbol.replace("/", ""):
+                return m
+        raise ccxt.BadSymbol(f"paper broker: unknown symbol {symbol!r}; known: {', '.join(markets) or 'none'}")
+
+    def on_bar(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
+        return self.broker.on_bar(symbol, bar)
+
+    async def create_order(self, symbol: str, type: str, side: str, amount: float | None, price: float | None = None,
+                           params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params = dict(params or {})
+        params.setdefault("clientOrderId", new_client_order_id())
+        return self._timed(self.broker.create_order, symbol, type, side, amount, price, params)
+
+    async def find_by_client_id(self, symbol: str, client_id: str) -> dict[str, Any] | None:
+        try:
+            return self.broker.fetch_order(client_id)
+        except ccxt.OrderNotFound:
+            return None
+
+    async def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        return self._timed(self.broker.cancel_order, id, symbol)
+
+    async def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        return self._timed(self.broker.fetch_order, id, symbol)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return self._timed(self.broker.fetch_open_orders, symbol)
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        return self._timed(self.broker.fetch_balance)
+
+    async def fetch_positions(self) -> list[dict[str, Any]]:
+        return self._timed(self.broker.fetch_positions)
+
+    async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+        last = self.broker.last_price(symbol)
+        return {"symbol": symbol, "last": last, "close": last}
+
+    async def close(self) -> None:
+        self.health.closed(self.name)
+        self.broker.close()
+
+
+BrokerConnection = ExchangeConnection | PaperConnection

@@ -1,0 +1,241 @@
+"""Data feeds: bars in time order from stored history (replay), ccxt polling, or ccxt websockets.
+
+A feed is an async iterator of ``(symbol, Bar)`` for closed bars only, oldest first.
+``history(symbol)`` is what came before the first bar it yields (for indicator warm-up);
+a :class:`ReplayFeed` also exposes its whole ``frames`` so a strategy can compute its
+signals for the replay in one vectorised call.
+
+- :class:`ReplayFeed`: stored OHLCV frames, merged across symbols, as fast as possible
+  or paced (``speed=60`` plays a minute of market time per second).
+- :class:`PollingFeed`: ccxt ``fetch_ohlcv`` every ``interval`` seconds through an
+  :class:`~memlab.connectors.brokers.ExchangeConnection` (its retries and health);
+  a venue that stays down is retried forever with backoff while health says ``down``.
+- :class:`WatchFeed`: ccxt.pro ``watch_ohlcv`` where the venue has it; a bar is closed
+  when the next one opens. Falls back to polling when the socket fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memlab.connectors.brokers import ExchangeConnection
+from memlab.connectors.health import HealthBoard
+from memlab.connectors.paper_broker import Bar
+from memlab.data import validate_ohlcv
+from memlab.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+FeedItem = tuple[str, Bar]
+
+
+def _frame_from_candles(rows: list[list[float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["time", "Open", "High", "Low", "Close", "Volume"])
+    frame.index = pd.to_datetime(frame.pop("time"), unit="ms", utc=True)
+    frame.index.name = None
+    return frame.astype(float)
+
+
+class ReplayFeed:
+    """Replay stored bars of one or more symbols in time order.
+
+    >>> from memlab.data import synthetic_ohlcv
+    >>> feed = ReplayFeed("demo", {"BTC/USDT": synthetic_ohlcv(3, freq="1min", seed=1)})
+    >>> async def first():
+    ...     async for symbol, bar in feed:
+    ...         return symbol, bar.time
+    >>> asyncio.run(first())
+    ('BTC/USDT', 1704067200.0)
+    """
+
+    source = "replay"
+
+    def __init__(self, name: str, frames: Mapping[str, pd.DataFrame], *, speed: float | None = None,
+                 warmup: int = 0, health: HealthBoard | None = None, yield_every: int = 2048) -> None:
+        if not frames:
+            raise InvalidInputError(f"feed {name!r}: no symbols to replay")
+        if speed is not None and not speed > 0:
+            raise InvalidInputError(f"feed {name!r}: speed must be positive (market seconds per second), got {speed}")
+        if warmup < 0:
+            raise InvalidInputError(f"feed {name!r}: warmup is a number of bars >= 0, got {warmup}")
+        self.name, self.speed, self.yield_every, self.warmup = name, speed, yield_every, int(warmup)
+        self.frames = {symbol: validate_ohlcv(frame, gaps="report") for symbol, frame in frames.items()}
+        self.symbols = list(self.frames)
+        self.health = health
+        if health is not None:
+            health.register(name, "feed", "replay")
+        self.bars_out = 0
+
+    def history(self, symbol: str) -> pd.DataFrame:
+        """The first ``warmup`` bars: indicator history, never replayed as bars."""
+        return self.frames[symbol].iloc[: self.warmup]
+
+    def replayed(self, symbol: str) -> pd.DataFrame:
+        """The bars the feed yields for ``symbol``."""
+        return self.frames[symbol].iloc[self.warmup :]
+
+    def _arrays(self, symbol: str) -> tuple[np.ndarray, ...]:
+        f = self.replayed(symbol)
+        times = f.index.as_unit("ns").asi8 / 1e9
+        return (times, *(f[c].to_numpy(dtype=float) for c in ("Open", "High", "Low", "Close")))
+
+    def __aiter__(self) -> AsyncIterator[FeedItem]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[FeedItem]:
+        arrays = {s: self._arrays(s) for s in self.symbols}
+        # (time, symbol order, row): ties keep the order symbols were given in.
+        heap = [(float(a[0][0]), k, 0, s) for k, (s, a) in enumerate(arrays.items()) if len(a[0])]
+        heapq.heapify(heap)
+        wall0, market0 = time.monotonic(), heap[0][0] if heap else 0.0
+        health = self.health
+        if health is not None:
+            health.success(self.name, 0.0)
+        while heap:
+            t, k, i, symbol = heap[0]
+            times, o, h, low, c = arrays[symbol]
+            if i + 1 < len(times):
+                heapq.heapreplace(heap, (float(times[i + 1]), k, i + 1, symbol))
+            else:
+                heapq.heappop(heap)
+            if self.speed is not None:
+                wait = (t - market0) / self.speed - (time.monotonic() - wall0)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self.bars_out += 1
+            if self.bars_out % self.yield_every == 0:
+                if health is not None:
+                    health.success(self.name, 0.0)
+                await asyncio.sleep(0)  # let webhooks, monitors and signals run during a fast replay
+            yield symbol, Bar(t, float(o[i]), float(h[i]), float(low[i]), float(c[i]))
+        if health is not None:
+            health.closed(self.name)
+
+
+class PollingFeed:
+    """Closed candles from ccxt ``fetch_ohlcv``, polled every ``interval`` seconds."""
+
+    source = "poll"
+
+    def __init__(self, name: str, connection: ExchangeConnection, symbols: list[str], timeframe: str = "1m", *,
+                 interval: float | None = None, warmup: int = 500, health: HealthBoard) -> None:
+        ex = connection.exchange
+        self.name, self.connection, self.timeframe = name, connection, timeframe
+        self.symbols = [connection.market_symbol(s) for s in symbols]
+        try:
+            self.tf_ms = int(ex.parse_timeframe(timeframe) * 1000)
+        except Exception:
+            raise InvalidInputError(f"feed {name!r}: unknown timeframe {timeframe!r}") from None
+        self.interval = interval if interval is not None else min(30.0, max(1.0, self.tf_ms / 4000))
+        self.warmup = warmup
+        self.health = health
+        health.register(name, "feed", ex.id)
+        self._history: dict[str, pd.DataFrame] = {}
+        self._last: dict[str, int] = {}
+        self.bars_out = 0
+
+    def history(self, symbol: str) -> pd.DataFrame:
+        return self._history.get(symbol, pd.DataFrame(columns=["Open", "High", "Low", "Close", "Volume"]))
+
+    def _closed(self, rows: list[list[float]]) -> list[list[float]]:
+        now = self.connection.exchange.milliseconds()
+        return [r for r in rows if r[0] + self.tf_ms <= now]
+
+    async def start(self) -> None:
+        """Fetch the warm-up history of every symbol (closed candles only)."""
+        for symbol in self.symbols:
+            rows = self._closed(await self._poll(symbol, None, self.warmup))
+            self._history[symbol] = _frame_from_candles(rows)
+            if rows:
+                self._last[symbol] = int(rows[-1][0])
+
+    async def _poll(self, symbol: str, since: int | None, limit: int) -> list[list[float]]:
+        started = time.perf_counter()
+        try:
+            rows = await self.connection.call("fetch_ohlcv", symbol, self.timeframe, since, limit)
+        except Exception as exc:
+            self.health.failure(self.name, exc, retrying=True)
+            raise
+        self.health.success(self.name, time.perf_counter() - started)
+        return rows
+
+    def __aiter__(self) -> AsyncIterator[FeedItem]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[FeedItem]:
+        if not self._history:
+            await self.start()
+        failures = 0
+        while True:
+            fresh: list[tuple[int, str, list[float]]] = []
+            try:
+                for symbol in self.symbols:
+                    last = self._last.get(symbol)
+                    rows = self._closed(await self._poll(symbol, None if last is None else last + 1, 1000))
+                    fresh += [(int(r[0]), symbol, r) for r in rows if last is None or r[0] > last]
+                failures = 0
+            except Exception as exc:  # the connection's retries are exhausted: back off, keep going
+                failures += 1
+                wait = self.connection.policy.delay(min(failures, 6))
+                log.warning("feed %r: polling failed (%s); next try in %.1f s", self.name, type(exc).__name__, wait)
+                await asyncio.sleep(wait)
+                continue
+            for t, symbol, r in sorted(fresh, key=lambda x: (x[0], self.symbols.index(x[1]))):
+                self._last[symbol] = t
+                self.bars_out += 1
+                yield symbol, Bar(t / 1000.0, float(r[1]), float(r[2]), float(r[3]), float(r[4]))
+            await asyncio.sleep(self.interval)
+
+
+class WatchFeed(PollingFeed):
+    """Candles pushed over the venue's websocket (ccxt.pro ``watch_ohlcv``)."""
+
+    source = "watch"
+
+    def __init__(self, name: str, connection: ExchangeConnection, symbols: list[str], timeframe: str = "1m", *,
+                 pro_exchange: Any, warmup: int = 500, health: HealthBoard) -> None:
+        super().__init__(name, connection, symbols, timeframe, warmup=warmup, health=health)
+        self.pro = pro_exchange
+
+    async def _run(self) -> AsyncIterator[FeedItem]:
+        if not self._history:
+            await self.start()
+        queue: asyncio.Queue[FeedItem] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._watch(symbol, queue)) for symbol in self.symbols]
+        try:
+            while True:
+                item = await queue.get()
+                self.bars_out += 1
+                yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.pro.close()
+
+    async def _watch(self, symbol: str, queue: asyncio.Queue[FeedItem]) -> None:
+        failures = 0
+        while True:
+            try:
+                started = time.perf_counter()
+                candles = await self.pro.watch_ohlcv(symbol, self.timeframe)
+                self.health.success(self.name, time.perf_counter() - started)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                self.health.failure(self.name, exc, retrying=True)
+                await asyncio.sleep(self.connection.policy.delay(min(failures, 6)))
+                continue
+            last = self._last.get(symbol)
+            # Every candle before the newest is closed; the newest is still forming.
+            for r in candles[:-1]:
+                if last is None or r[0] > last:
+                    self._last[symbol] = last = int(r[0])
+                    await queue.put((symbol, Bar(r[0] / 1000.0, float(r[1]), float(r[2]), float(r[3]), float(r[4]))))

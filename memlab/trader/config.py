@@ -1,0 +1,126 @@
+"""The trader's settings: from arguments, else the seed's environment, else defaults.
+
+Environment (the seed's): ``TRADING_MODE`` (``paper`` | ``live``), ``SYMBOL`` (one, or
+several separated by commas), ``STRATEGY``, ``MEM_MEMORY_PATH``; memlab adds ``BROKER``
+(the ccxt exchange for live mode and exchange data), ``TIMEFRAME`` and
+``MEMLAB_CONFIRM_LIVE=yes`` (live trading's explicit confirmation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from memlab.config import memory_path as resolve_memory_path
+from memlab.errors import ConfigurationError, InvalidInputError
+from memlab.strategies import REGISTRY
+
+CONFIRM_LIVE_ENV = "MEMLAB_CONFIRM_LIVE"
+MODES = ("paper", "live")
+SIZINGS = ("agent", "full")
+
+
+@dataclass(frozen=True)
+class TraderConfig:
+    """What a trading session trades, where, and how it sizes.
+
+    - ``sizing="agent"``: spend ``position_size`` (the agent's, from confidence and its
+      adaptations) x equity, capped so a stop-out loses at most ``risk_per_trade`` x equity
+      when ``stop_loss`` is set; a signal the agent sizes at zero is skipped.
+    - ``sizing="full"``: spend all free cash on each entry, like a backtest, so paper
+      fills reconcile with it; the agent still scores and remembers every decision.
+    - ``sync_interval``: memory and book writes are fsynced together at the end of each
+      bar (0) or of this many seconds of bars; either way they are written at once, so a
+      killed process loses nothing (see :func:`memlab.memory.durable.group_commit`).
+    - ``feed``: :meth:`~memlab.connectors.ConnectionManager.add_data_feed` settings; in
+      paper mode without one, the symbol's shipped sample (or a synthetic market) is replayed.
+    """
+
+    symbols: tuple[str, ...] = ("BTC/USDT",)
+    strategy: str = "momentum"
+    mode: str = "paper"
+    confirm_live: bool = False
+    memory_path: Path = field(default_factory=resolve_memory_path)
+    params: Mapping[str, Any] | None = None
+    broker: str = "paper"
+    quote: str | None = None
+    balance: float = 10_000.0
+    fees: float = 0.001
+    slippage: float = 0.0
+    sizing: str = "agent"
+    min_confidence: float = 0.0
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    feed: Mapping[str, Any] | None = None
+    timeframe: str = "1m"
+    agent_id: str = "trader_001"
+    warmup: int = 200
+    max_bars: int | None = None
+    drawdown_alerts: tuple[float, ...] = (0.05, 0.10, 0.20)
+    sync_interval: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigurationError(f"TRADING_MODE must be paper or live, got {self.mode!r}")
+        if self.strategy not in REGISTRY:
+            raise ConfigurationError(f"STRATEGY {self.strategy!r} is unknown; known: {', '.join(sorted(REGISTRY))}")
+        if not self.symbols or not all(isinstance(s, str) and s.strip() for s in self.symbols):
+            raise ConfigurationError(f"SYMBOL must name at least one market, got {self.symbols!r}")
+        if self.sizing not in SIZINGS:
+            raise InvalidInputError(f"sizing is agent or full, got {self.sizing!r}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise InvalidInputError(f"min_confidence is in [0, 1], got {self.min_confidence}")
+        for name in ("stop_loss", "take_profit"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise InvalidInputError(f"{name} is a fraction of the entry price in (0, 1), got {value}")
+        if not self.sync_interval >= 0:
+            raise InvalidInputError(f"sync_interval is seconds >= 0, got {self.sync_interval}")
+        if not self.balance > 0:
+            raise InvalidInputError(f"balance must be positive, got {self.balance}")
+        if self.mode == "paper" and self.broker != "paper":
+            raise ConfigurationError("paper mode trades on the paper broker; for an exchange's testnet use "
+                                     "mode='live' with the exchange's sandbox")
+
+    def check_live(self) -> None:
+        """Refuse live trading unless it was explicitly confirmed."""
+        if self.mode == "live" and not self.confirm_live:
+            raise ConfigurationError(
+                "TRADING_MODE=live places real orders with real money: confirm with --confirm-live "
+                f"or {CONFIRM_LIVE_ENV}=yes (use a sandbox/testnet account first)"
+            )
+
+    def quote_for(self, symbol: str) -> str:
+        if self.quote:
+            return self.quote
+        _, _, q = symbol.partition("/")
+        return q or "USD"
+
+    def with_(self, **changes: Any) -> TraderConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> TraderConfig:
+        """Settings from the environment (``os.environ`` by default), then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("TRADING_MODE"):
+            values["mode"] = env["TRADING_MODE"].strip().lower()
+        if env.get("SYMBOL"):
+            values["symbols"] = tuple(s.strip() for s in env["SYMBOL"].split(",") if s.strip())
+        if env.get("STRATEGY"):
+            values["strategy"] = env["STRATEGY"].strip()
+        if env.get("MEM_MEMORY_PATH"):
+            values["memory_path"] = Path(env["MEM_MEMORY_PATH"]).expanduser()
+        if env.get("TIMEFRAME"):
+            values["timeframe"] = env["TIMEFRAME"].strip()
+        if env.get(CONFIRM_LIVE_ENV, "").strip().lower() in ("yes", "1", "true"):
+            values["confirm_live"] = True
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        mode = values.get("mode", "paper")
+        if mode == "live" and "broker" not in values:
+            values["broker"] = env.get("BROKER", "").strip().lower() or "binance"
+        return cls(**values)

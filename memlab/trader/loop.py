@@ -1,0 +1,479 @@
+"""``UnifiedMemGPTTrader``: feed → strategy signal → agent → sizing → broker → memory, bar by bar.
+
+The seed's integration, with the same code path in paper and live mode:
+
+1. a closed bar arrives from the feed; the paper broker fills what it fills;
+2. the strategy's entry/exit signal at that bar (computed vectorised, see
+   :class:`~memlab.trader.signals.SignalBook`) becomes a signal with market features;
+3. the agent scores it (``analyze_signal``: confidence, reason, position size);
+4. an entry is sized (``sizing``) and sent with a deterministic client order id through
+   :meth:`ConnectionManager.execute_on_broker`; an exit sells what is held;
+5. the entry is logged (``log_decision``); when its exit fills, the outcome goes back
+   into memory (``close_position``), where the agent learns and adapts.
+
+Durability: the memory and book writes of a bar are one group commit (written at once,
+so a killed process loses nothing; fsynced together at the end of the bar, or of
+``sync_interval`` seconds of bars, which bounds what a power cut could take).
+
+Restart safety: before anything is written for a bar, the broker's book records the bar.
+A restarted session skips bars the book has seen, re-runs the last one's signal (its
+order's client id finds the order already placed; a decision already logged is not
+logged twice) and closes outcomes whose exits filled while it was down. So ``kill -9``
+then restart ends where an uninterrupted run ends.
+
+>>> import asyncio, tempfile
+>>> from memlab.data import synthetic_ohlcv
+>>> cfg = TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 5, "slow": 20},
+...                    memory_path=tempfile.mkdtemp(), sizing="full",
+...                    feed={"data": synthetic_ohlcv(600, freq="1min", seed=2), "warmup": 200})
+>>> report = asyncio.run(UnifiedMemGPTTrader(cfg).run())
+>>> report["bars"], report["orders"] > 0
+(400, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal as signals_module
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memlab.connector import MemGPTConnector
+from memlab.connectors import Bar, ConnectionManager, PaperConnection, ReplayFeed
+from memlab.connectors.brokers import BrokerConnection
+from memlab.memory import MemoryStores
+from memlab.memory.durable import group_commit
+from memlab.strategies import check_params, load_params
+from memlab.trader.config import TraderConfig
+from memlab.trader.signals import SignalBook
+from memlab.trader.status import Heartbeat
+
+log = logging.getLogger(__name__)
+
+FEED = "trader_feed"
+
+
+@dataclass
+class _Book:
+    """One symbol's trading state."""
+
+    symbol: str
+    base: str
+    quote: str
+    signals: SignalBook
+    resume_at: float | None = None
+    held: float = 0.0
+    entry_cost: float = 0.0
+    open_decision: int | None = None
+    pending: dict[str, str] = field(default_factory=dict)  # client id -> side, unfilled orders
+    last_close: float = float("nan")
+
+
+def client_order_id(agent_id: str, symbol: str, bar_time: float, side: str) -> str:
+    """Deterministic: the same agent, symbol, bar and side always give the same id."""
+    digest = hashlib.sha1(f"{agent_id}|{symbol}|{bar_time!r}|{side}".encode()).hexdigest()[:24]
+    return f"mt-{side[0]}-{digest}"
+
+
+def strategy_params(config: TraderConfig, symbol: str, stores: MemoryStores) -> dict[str, Any]:
+    """Explicit ``params``, else what training left in memory (``<symbol>.<strategy>.<name>``),
+    else ``params/`` (trained, then the shipped defaults)."""
+    merged = dict(load_params(config.strategy, symbol))
+    prefix = f"{symbol}.{config.strategy}."
+    for key, value in stores.parameters.current().items():
+        if key.startswith(prefix):
+            merged[key[len(prefix):]] = value
+    merged.update(config.params or {})
+    return check_params(config.strategy, merged)
+
+
+class UnifiedMemGPTTrader:
+    """A trading session: ``await UnifiedMemGPTTrader(TraderConfig.from_env()).run()``.
+
+    ``manager`` may be given (with brokers/feeds already added, e.g. to share it with a
+    webhook endpoint); otherwise the session builds its own from the config.
+    """
+
+    def __init__(self, config: TraderConfig | None = None, *, manager: ConnectionManager | None = None,
+                 connector: MemGPTConnector | None = None, llm: Any | None = None) -> None:
+        self.config = config or TraderConfig.from_env()
+        self.config.check_live()
+        self.manager = manager or ConnectionManager(self.config.memory_path)
+        self.mem_connector = connector or MemGPTConnector(self.config.agent_id, self.config.memory_path, llm=llm)
+        self.books: dict[str, _Book] = {}
+        self.latencies: list[float] = []
+        self.counts = {"bars": 0, "signals": 0, "orders": 0, "fills": 0, "decisions": 0, "skipped": 0, "outcomes": 0}
+        self._stop = asyncio.Event()
+        self._started = False
+        self._peak = float("nan")
+        self._alerted: set[float] = set()
+        self._cash: dict[str, float] = {}
+        self.heartbeat: Heartbeat | None = None
+        self.started_at = 0.0
+        self.state = "crashed"  # until run() ends normally
+        self._last_bar: Bar | None = None
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"UnifiedMemGPTTrader(mode={c.mode!r}, symbols={list(c.symbols)}, strategy={c.strategy!r}, broker={c.broker!r})"
+
+    # -- set-up --------------------------------------------------------------------------
+    @property
+    def broker(self) -> BrokerConnection:
+        return self.manager.broker(self.config.broker)
+
+    @property
+    def agent(self) -> Any:
+        return self.mem_connector.agent
+
+    async def start(self) -> None:
+        """Connect the broker and feed (unless the manager has them), open memory, resume."""
+        if self._started:
+            return
+        c = self.config
+        await self.mem_connector.initialize()
+        self.agent.add_listener(self._agent_event)
+        if c.broker not in self.manager.brokers:
+            if c.broker == "paper":
+                await self.manager.add_broker_connection(
+                    "paper", balances={c.quote_for(s): c.balance for s in c.symbols[:1]}, fees=c.fees,
+                    slippage=c.slippage, markets=list(c.symbols))
+            else:
+                await self.manager.add_broker_connection(c.broker)
+        if FEED not in self.manager.feeds:
+            await self.manager.add_data_feed(FEED, self._feed_config())
+        feed = self.manager.feed(FEED)
+        for symbol in c.symbols:
+            base, _, quote = symbol.partition("/")
+            known = feed.frames[symbol] if isinstance(feed, ReplayFeed) else feed.history(symbol)
+            params = strategy_params(c, symbol, self.agent.stores)
+            self.books[symbol] = _Book(symbol, base, quote or c.quote_for(symbol), SignalBook(c.strategy, params, known))
+        self.agent.repair_journal()
+        await self._resume()
+        self.heartbeat = Heartbeat(c.memory_path, {"mode": c.mode, "symbols": list(c.symbols), "strategy": c.strategy,
+                                                   "broker": c.broker, "agent_id": c.agent_id})
+        self.started_at = time.perf_counter()
+        self._started = True
+        log.info("%r started; resuming after %s", self,
+                 {s: b.resume_at for s, b in self.books.items() if b.resume_at is not None} or "nothing")
+
+    def _feed_config(self) -> dict[str, Any]:
+        c = self.config
+        cfg: dict[str, Any] = {"symbols": list(c.symbols), "timeframe": c.timeframe, **(c.feed or {})}
+        if c.mode == "live" and "source" not in cfg and not any(k in cfg for k in ("data", "path", "sample", "synthetic")):
+            cfg.update(source="poll", broker=c.broker)
+        elif not any(k in cfg for k in ("data", "path", "sample", "synthetic", "source")):
+            from memlab.data import SAMPLES
+
+            name = c.symbols[0].replace("/", "")
+            cfg.update({"sample": name} if name in SAMPLES else {"synthetic": {"n": 5000, "seed": 7}})
+        if cfg.get("source", "replay") == "replay":
+            cfg.setdefault("warmup", c.warmup)
+        return cfg
+
+    async def _resume(self) -> None:
+        """Rebuild positions, pending orders and open decisions from the book and memory."""
+        broker = self.broker
+        balance = await broker.fetch_balance()
+        totals = balance.get("total") or {}
+        store = self.agent.stores.decisions
+        for symbol, book in self.books.items():
+            book.held = float(totals.get(book.base) or 0.0)
+            self._cash[book.quote] = float(totals.get(book.quote) or 0.0)
+            if isinstance(broker, PaperConnection):
+                book.resume_at = broker.broker.last_bar_time(symbol)
+                book.last_close = broker.broker.last_price(symbol) or float("nan")
+                position = next((p for p in broker.broker.fetch_positions() if p["symbol"] == symbol), None)
+                book.entry_cost = position["entryPrice"] * position["contracts"] if position else 0.0
+            for order in await broker.fetch_open_orders(symbol):
+                if order.get("parentId") is None and order.get("clientOrderId"):
+                    book.pending[order["clientOrderId"]] = order["side"]
+            open_rows = store.frame(symbol=symbol, agent_id=self.config.agent_id, action="BUY", closed=False)
+            ids, times = open_rows["id"].to_numpy(), [t.timestamp() for t in open_rows.index]
+            for k, decision_id in enumerate(ids):
+                last = k == len(ids) - 1
+                if last and (book.held > 1e-12 or any(side == "buy" for side in book.pending.values())):
+                    book.open_decision = int(decision_id)  # the position held now
+                    break
+                until = times[k + 1] if not last else float("inf")
+                await self._close_missed(book, int(decision_id), times[k], until)
+
+    async def _close_missed(self, book: _Book, decision_id: int, since: float, until: float) -> None:
+        """An exit filled but the trader stopped before recording the outcome: record it now."""
+        broker = self.broker
+        if not isinstance(broker, PaperConnection):
+            return
+        fills = [f for f in broker.broker.fills(book.symbol) if since < f["bar_time"] <= until]
+        sells = [f for f in fills if f["side"] == "sell"]
+        if not sells:
+            return
+        pnl = float(sum(f["pnl"] or 0.0 for f in sells))
+        cost = float(sum(f["amount"] * f["price"] + f["fee"] for f in fills if f["side"] == "buy")) or float("nan")
+        await self._record_outcome(decision_id, pnl, cost, sells[-1]["bar_time"])
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self, *, handle_signals: bool = False) -> dict[str, Any]:
+        """Trade until the feed ends, ``max_bars`` bars, or :meth:`request_stop` (SIGINT/SIGTERM
+        when ``handle_signals``); returns the session report."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        if handle_signals:
+            for sig in (signals_module.SIGINT, signals_module.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.request_stop)
+                    installed.append(sig)
+        try:
+            await self.start()
+            feed = self.manager.feed(FEED)
+            limit, window = self.config.max_bars, self.config.sync_interval
+            with contextlib.ExitStack() as group:
+                synced = time.monotonic()
+                group.enter_context(group_commit())
+                async for symbol, bar in feed:
+                    if symbol in self.books:
+                        await self.on_bar(symbol, bar)
+                    if self._stop.is_set() or (limit is not None and self.counts["bars"] >= limit):
+                        break
+                    if time.monotonic() - synced >= window:  # end the group: fsync what it wrote
+                        group.close()
+                        group.enter_context(group_commit())
+                        synced = time.monotonic()
+            self.state = "stopped" if self._stop.is_set() else "finished"
+            return self.report(state=self.state)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    def request_stop(self) -> None:
+        """Stop after the bar in hand (what SIGINT/SIGTERM do)."""
+        log.info("stop requested; finishing the current bar")
+        self._stop.set()
+
+    async def on_bar(self, symbol: str, bar: Bar) -> None:
+        """Process one closed bar: fills, then the strategy's signal."""
+        received = time.perf_counter()
+        book = self.books[symbol]
+        if book.resume_at is not None and bar.time < book.resume_at:
+            return  # processed by an earlier run
+        replaying_last = book.resume_at is not None and bar.time == book.resume_at
+        self.counts["bars"] += 1
+        book.last_close = bar.close
+        broker = self.broker
+        closed: list[tuple[int, float, float]] = []
+        if isinstance(broker, PaperConnection):
+            for fill in broker.on_bar(symbol, bar):
+                closed += await self._on_fill(book, fill, bar)
+        elif book.pending:
+            closed += await self._poll_pending(book, bar)
+        entry, exit_, features = book.signals.at(bar)
+        action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
+        if action == "BUY" and any(side == "buy" for side in book.pending.values()):
+            # An entry is already on its way, unless it is this very bar's, placed by a run
+            # that stopped before logging it: then going through again logs it (same order).
+            mine = replaying_last and client_order_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
+            if not mine:
+                action = None
+        if action is not None and features is not None:
+            await self.execute_trade(book, bar, action, features, received, replaying_last)
+        # Outcomes go into memory (learning, adaptation) once the bar's order is out, so
+        # learning never delays an order; the next signal is scored with them.
+        for decision_id, pnl, cost in closed:
+            await self._record_outcome(decision_id, pnl, cost, bar.time)
+        self._mark(bar)
+
+    async def execute_trade(self, book: _Book, bar: Bar, action: str, features: dict[str, float], received: float,
+                            replaying_last: bool = False) -> dict[str, Any] | None:
+        """Score, size, place and log one signal (the seed's ``execute_trade``)."""
+        c, broker = self.config, self.broker
+        self.counts["signals"] += 1
+        if isinstance(broker, PaperConnection):
+            broker.broker.flush()  # the bar is on disk before memory is written (see the module doc)
+        signal = {"symbol": book.symbol, "strategy": c.strategy, "action": action, "price": bar.close,
+                  "features": features, "time": pd.Timestamp(bar.time, unit="s", tz="UTC")}
+        analysis = await self.mem_connector.analyze_signal(signal)
+        client_id = client_order_id(c.agent_id, book.symbol, bar.time, action.lower())
+        order_params: dict[str, Any] = {"symbol": book.symbol, "side": action, "client_order_id": client_id}
+        if action == "BUY":
+            cost = self._size(book, bar, analysis)
+            if cost <= 0 or analysis["confidence"] < c.min_confidence:
+                self.counts["skipped"] += 1
+                line = {"Strategy": c.strategy, "Decision": "SKIP", "Confidence": round(analysis["confidence"], 4),
+                        "Bar": signal["time"].isoformat()}
+                if not replaying_last or not self._journalled("Bar", line["Bar"]):
+                    self.agent.stores.journal.append(line, note=f"{book.symbol} BUY not taken: {analysis['reason'][:160]}")
+                return None
+            if broker.simulated:
+                order_params["cost"] = cost
+            else:
+                order_params["qty"] = float(broker.exchange.amount_to_precision(
+                    broker.market_symbol(book.symbol), cost / bar.close))
+            if c.stop_loss:
+                order_params["stop_loss"] = bar.close * (1 - c.stop_loss)
+            if c.take_profit:
+                order_params["take_profit"] = bar.close * (1 + c.take_profit)
+        else:
+            order_params["qty"] = book.held
+        order = await self.manager.execute_on_broker(c.broker, "place_order", order_params)
+        self.latencies.append(time.perf_counter() - received)
+        self.counts["orders"] += 1
+        if order.get("status") in ("open", None):
+            book.pending[client_id] = action.lower()
+        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
+        if order_params.get("stop_loss"):
+            decision["stop_loss"] = round(order_params["stop_loss"], 8)
+        if order_params.get("take_profit"):
+            decision["target"] = round(order_params["take_profit"], 8)
+        result = {"order_id": order["id"], "status": order.get("status") or "open", "price": bar.close,
+                  "client_order_id": client_id}
+        if action == "BUY":
+            known = self.agent.stores.decisions.find_key(f"{c.agent_id}:order:{order['id']}")
+            book.open_decision = await self.mem_connector.log_decision(decision, result)  # once per order
+            self.counts["decisions"] += known is None
+        elif not replaying_last or not self._journalled("Order", client_id):
+            # An exit closes the entry's position; it is journalled, and its fill becomes the
+            # entry decision's outcome (a long-only book has no separate SELL positions).
+            self.agent.stores.journal.append(
+                {"Strategy": c.strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
+                 "Order": client_id}, note=f"exit {book.symbol}")
+        if not broker.simulated and order.get("status") == "closed":
+            for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
+                await self._record_outcome(decision_id, pnl, cost, bar.time)
+        return order
+
+    def _journalled(self, field: str, value: str) -> bool:
+        """Whether one of the journal's last lines has ``field: value`` (replaying the last bar)."""
+        return any(e.fields.get(field) == value for e in self.agent.stores.journal.tail(20))
+
+    def _size(self, book: _Book, bar: Bar, analysis: dict[str, Any]) -> float:
+        """Quote currency to spend on an entry."""
+        c = self.config
+        free = self._cash.get(book.quote, 0.0)
+        if c.sizing == "full":
+            return free
+        equity = self.equity()
+        cost = float(analysis["position_size"]) * equity
+        if c.stop_loss:
+            risk = float(self.agent.parameters().get("risk_per_trade", 0.02))
+            cost = min(cost, risk * equity / c.stop_loss)
+        return min(cost, free)
+
+    async def _on_fill(self, book: _Book, fill: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
+        """Book a fill; returns the outcome to record when it closed the position."""
+        self.counts["fills"] += 1
+        for cid, side in list(book.pending.items()):
+            if side == fill["side"]:
+                del book.pending[cid]
+                break
+        balance = await self.broker.fetch_balance()
+        self._cash[book.quote] = float(balance["total"].get(book.quote, 0.0))
+        out = []
+        if fill["side"] == "buy":
+            book.held += fill["amount"]
+            book.entry_cost += fill["amount"] * fill["price"] + fill["fee"]
+        else:
+            cost = book.entry_cost * (fill["amount"] / book.held) if book.held > 0 else float("nan")
+            book.held = max(book.held - fill["amount"], 0.0)
+            if book.held <= 1e-12:
+                book.held, book.entry_cost = 0.0, 0.0
+            else:
+                book.entry_cost -= cost
+            if book.open_decision is not None:
+                out.append((book.open_decision, float(fill["pnl"] or 0.0), cost))
+                book.open_decision = None
+        self.manager.publish("fill", {"symbol": book.symbol, "side": fill["side"], "price": fill["price"],
+                                      "amount": fill["amount"], "fee": fill["fee"], "pnl": fill.get("pnl"),
+                                      "time": bar.time, "order_id": fill["order_id"]})
+        return out
+
+    async def _record_outcome(self, decision_id: int, pnl: float, cost: float, when: float) -> None:
+        ret = pnl / cost * 100 if cost and np.isfinite(cost) else None
+        await self.mem_connector.close_position(decision_id, pnl=pnl, return_pct=ret,
+                                                closed_at=pd.Timestamp(when, unit="s", tz="UTC").isoformat())
+        self.counts["outcomes"] += 1
+
+    async def _poll_pending(self, book: _Book, bar: Bar) -> list[tuple[int, float, float]]:
+        out: list[tuple[int, float, float]] = []
+        for cid in list(book.pending):
+            order = await self.manager.execute_on_broker(self.config.broker, "fetch_order",
+                                                         {"client_order_id": cid, "symbol": book.symbol})
+            if order.get("status") == "closed":
+                out += await self._exchange_fill(book, order, bar)
+            elif order.get("status") in ("canceled", "expired", "rejected"):
+                del book.pending[cid]
+        return out
+
+    async def _exchange_fill(self, book: _Book, order: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
+        """A venue's filled order: same bookkeeping as a paper fill, from the order's averages."""
+        book.pending.pop(str(order.get("clientOrderId")), None)
+        amount = float(order.get("filled") or 0.0)
+        price = float(order.get("average") or order.get("price") or bar.close)
+        fee = float((order.get("fee") or {}).get("cost") or 0.0)
+        pnl = None
+        if order["side"] == "sell" and book.held > 0:
+            unit_cost = book.entry_cost / book.held
+            pnl = amount * price - fee - unit_cost * amount
+        fill = {"side": order["side"], "amount": amount, "price": price, "fee": fee, "pnl": pnl,
+                "order_id": order["id"]}
+        return await self._on_fill(book, fill, bar)
+
+    # -- equity, drawdown, status -------------------------------------------------------------
+    def equity(self) -> float:
+        """Cash plus holdings at their last close (in the first symbol's quote currency)."""
+        value = sum(self._cash.values())
+        for book in self.books.values():
+            if book.held and np.isfinite(book.last_close):
+                value += book.held * book.last_close
+        return value
+
+    def _mark(self, bar: Bar) -> None:
+        equity = self.equity()
+        if not equity > 0:
+            return
+        if not self._peak >= equity:
+            self._peak, self._alerted = equity, set()
+        drawdown = 1 - equity / self._peak
+        for level in self.config.drawdown_alerts:
+            if drawdown >= level and level not in self._alerted:
+                self._alerted.add(level)
+                self.agent.stores.journal.append({"Drawdown": f"{drawdown:.1%}", "Equity": round(equity, 2)},
+                                                 note=f"equity {drawdown:.1%} below its peak {self._peak:,.2f}")
+                self.manager.publish("drawdown", {"drawdown": drawdown, "equity": equity, "peak": self._peak,
+                                                  "level": level, "time": bar.time})
+        self._last_bar = bar
+        if self.heartbeat is not None and self.heartbeat.due():
+            self.heartbeat.beat(**self._progress(bar))
+
+    def _progress(self, bar: Bar | None = None) -> dict[str, Any]:
+        return {"bars": self.counts["bars"], "orders": self.counts["orders"], "fills": self.counts["fills"],
+                "equity": round(self.equity(), 2),
+                "last_bar": None if bar is None else pd.Timestamp(bar.time, unit="s", tz="UTC").isoformat()}
+
+    def _agent_event(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind in ("adaptation", "lesson", "error"):
+            self.manager.publish(kind, payload)
+
+    def report(self, state: str = "finished") -> dict[str, Any]:
+        """What the session did: counts, equity, latency of bar → order."""
+        elapsed = time.perf_counter() - self.started_at if self.started_at else 0.0
+        lat = np.array(self.latencies) * 1000
+        out: dict[str, Any] = {"state": state, **self.counts, "equity": self.equity(),
+                               "return": self.equity() / self.config.balance - 1 if self.config.mode == "paper" else None,
+                               "seconds": elapsed, "bars_per_second": self.counts["bars"] / elapsed if elapsed else None,
+                               "bar_to_order_ms_p50": float(np.percentile(lat, 50)) if len(lat) else None,
+                               "bar_to_order_ms_p99": float(np.percentile(lat, 99)) if len(lat) else None}
+        return out
+
+    async def close(self) -> None:
+        """Flush the book and memory, write the last heartbeat, close connections."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat(self.state, force=True, **self._progress(self._last_bar))
+        await self.manager.close()
+        await self.mem_connector.close()

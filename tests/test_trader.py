@@ -1,0 +1,192 @@
+"""The trader loop: reconciles with the backtest, replays deterministically, survives kill -9 and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memlab import backtest
+from memlab.data import sample, synthetic_ohlcv
+from memlab.errors import ConfigurationError
+from memlab.memory import MemoryStores
+from memlab.strategies import compute_signals
+from memlab.trader import TraderConfig, UnifiedMemGPTTrader, read_status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(config: TraderConfig) -> dict[str, Any]:
+    return asyncio.run(UnifiedMemGPTTrader(config).run())
+
+
+def book(memory: Path) -> dict[str, Any]:
+    """What a session leaves behind, in a form two sessions can be compared by."""
+    db = sqlite3.connect(memory / "paper_broker.sqlite")
+    fills = db.execute("SELECT f.bar_time, o.side, round(f.price, 9), round(f.amount, 9), o.client_id "
+                       "FROM fills f JOIN orders o ON o.id = f.order_id ORDER BY f.id").fetchall()
+    balances = dict(db.execute("SELECT asset, round(total, 6) FROM balances").fetchall())
+    db.close()
+    with MemoryStores(memory) as mem:
+        frame = mem.decisions.frame(agent_id="trader_001")
+        decisions = [(t.isoformat(), r.action, round(r.confidence, 9), None if r.pnl != r.pnl else round(r.pnl, 6))
+                     for t, r in frame.iterrows()]
+        lines = [str(e).split("] ", 1)[1] for e in mem.journal.entries()]
+    kinds = {k: sum(k in line for line in lines) for k in ("Decision: BUY", "Decision: SELL", "P&L:")}
+    return {"fills": fills, "balances": balances, "decisions": decisions, "journal": kinds}
+
+
+def test_paper_fills_reconcile_with_the_backtest_of_the_same_bars(tmp_path: Path) -> None:
+    bars = sample("GOOG")
+    report = run(TraderConfig(symbols=("GOOG",), strategy="sma_cross", params={"fast": 10, "slow": 30},
+                              memory_path=tmp_path, sizing="full", fees=0.0005, balance=100_000.0,
+                              feed={"data": bars, "warmup": 200}))
+    signals = compute_signals("sma_cross", bars, {"fast": 10, "slow": 30}).iloc[200:]
+    pf = backtest.simulate(bars.iloc[200:], signals, fees=0.0005, init_cash=100_000.0)
+    assert report["return"] == pytest.approx(float(pf.total_return()), abs=1e-9)
+    trades = backtest.engine.trades_frame(pf)
+    assert report["outcomes"] == int((trades["status"] == "Closed").sum()) if "status" in trades else report["outcomes"] > 0
+    # every entry became a decision with the agent's verdict; every closed one has its outcome
+    with MemoryStores(tmp_path) as mem:
+        decided = mem.decisions.frame(agent_id="trader_001")
+    assert len(decided) == report["decisions"] and decided["reason"].str.len().min() > 0
+    assert decided["pnl"].notna().sum() == report["outcomes"]
+
+
+def test_same_bars_and_memory_snapshot_give_the_same_decisions(tmp_path: Path) -> None:
+    bars = synthetic_ohlcv(3000, freq="1min", seed=11)
+    seed = tmp_path / "seed"
+    run(TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 10, "slow": 40},
+                     memory_path=seed, sizing="full", agent_id="teacher", feed={"data": bars.iloc[:1500], "warmup": 200}))
+    results = []
+    for name in ("a", "b"):
+        shutil.copytree(seed, tmp_path / name)
+        (tmp_path / name / "paper_broker.sqlite").unlink()  # a fresh account, the same memory
+        for extra in ("paper_broker.sqlite-wal", "paper_broker.sqlite-shm"):
+            (tmp_path / name / extra).unlink(missing_ok=True)
+        run(TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 10, "slow": 40},
+                         memory_path=tmp_path / name, sizing="full", feed={"data": bars.iloc[1300:], "warmup": 200}))
+        results.append(book(tmp_path / name))
+    assert results[0] == results[1]
+    confidences = {d[2] for d in results[0]["decisions"]}
+    assert len(results[0]["decisions"]) > 10 and len(confidences) > 3  # memory, not a constant, scored them
+
+
+def test_agent_sizing_spends_the_agents_position_size_and_skips_what_it_sizes_at_zero(tmp_path: Path) -> None:
+    bars = synthetic_ohlcv(1500, freq="1min", seed=5)
+    trader = UnifiedMemGPTTrader(TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross",
+                                              params={"fast": 5, "slow": 20}, memory_path=tmp_path, sizing="agent",
+                                              feed={"data": bars, "warmup": 200}))
+    report = asyncio.run(trader.run())
+    # A new memory has no evidence: confidence is the prior 0.5, which sizes every entry at zero.
+    assert report["orders"] == 0 and report["skipped"] > 0
+    with MemoryStores(tmp_path) as mem:
+        skips = mem.journal.entries(where={"Decision": "SKIP"})
+    assert len(skips) == report["skipped"] and "prior" in str(skips[0])
+
+
+def test_stop_loss_is_attached_and_risk_caps_the_entry(tmp_path: Path) -> None:
+    from memlab.memory.durable import group_commit  # noqa: F401  (the trader's own path)
+
+    bars = synthetic_ohlcv(800, freq="1min", seed=3)
+    config = TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 5, "slow": 20},
+                          memory_path=tmp_path, sizing="full", stop_loss=0.01, take_profit=0.02,
+                          feed={"data": bars, "warmup": 200}, max_bars=120)
+    run(config)
+    db = sqlite3.connect(tmp_path / "paper_broker.sqlite")
+    kinds = {r[0] for r in db.execute("SELECT type FROM orders")}
+    assert {"stop_loss", "take_profit"} <= kinds
+    entry, sl = db.execute("SELECT o.average, c.price FROM orders o JOIN orders c ON c.parent_id = o.id "
+                           "WHERE c.type='stop_loss' ORDER BY o.id LIMIT 1").fetchone()
+    assert sl < entry
+
+
+def test_live_mode_refuses_to_start_without_explicit_confirmation(tmp_path: Path) -> None:
+    env = {"TRADING_MODE": "live", "SYMBOL": "BTC/USDT", "STRATEGY": "momentum", "MEM_MEMORY_PATH": str(tmp_path)}
+    config = TraderConfig.from_env(env)
+    assert config.mode == "live" and config.broker == "binance" and config.memory_path == tmp_path
+    with pytest.raises(ConfigurationError, match="--confirm-live"):
+        UnifiedMemGPTTrader(config)
+    assert TraderConfig.from_env({**env, "MEMLAB_CONFIRM_LIVE": "yes"}).confirm_live
+    with pytest.raises(ConfigurationError, match="STRATEGY"):
+        TraderConfig.from_env({"STRATEGY": "moonshot"})
+    with pytest.raises(ConfigurationError, match="TRADING_MODE"):
+        TraderConfig.from_env({"TRADING_MODE": "yolo"})
+
+
+def _paper(memory: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "TRADING_MODE": "paper", "SYMBOL": "BTC/USDT", "STRATEGY": "sma_cross",
+           "MEM_MEMORY_PATH": str(memory)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "memlab.cli", "paper", "--synthetic", "12000", "--seed", "4", "--sizing", "full",
+         "--param", "fast=10", "--param", "slow=30", "--json", *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _fills(memory: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{memory / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _wait_for_fills(proc: subprocess.Popen[str], memory: Path, n: int) -> None:
+    deadline = time.monotonic() + 120
+    while _fills(memory) < n:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the session made no progress"
+        time.sleep(0.02)
+
+
+def test_kill_9_mid_session_then_restart_ends_like_an_uninterrupted_session(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    proc = _paper(reference)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    whole = json.loads(out.strip().splitlines()[-1])
+    assert whole["state"] == "finished" and whole["fills"] > 100
+
+    crashed = tmp_path / "crashed"
+    for kill_at in (40, 160):  # killed twice, at different points
+        proc = _paper(crashed)
+        _wait_for_fills(proc, crashed, kill_at)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert read_status(crashed)["alive"] is False  # the monitor sees no live trader
+    proc = _paper(crashed)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert book(crashed) == book(reference)
+
+
+def test_sigterm_stops_gracefully_and_the_next_run_resumes(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    proc = _paper(reference)
+    assert proc.wait(300) == 0
+    memory = tmp_path / "session"
+    proc = _paper(memory, "--speed", "120000")  # paced, so it is still running when the signal comes
+    _wait_for_fills(proc, memory, 20)
+    status = read_status(memory)
+    assert status is not None and status["alive"] and status["pid"] == proc.pid and status["rss_mb"] > 0
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["state"] == "stopped"
+    assert read_status(memory)["state"] == "stopped"
+    proc = _paper(memory)
+    assert proc.wait(300) == 0
+    assert book(memory) == book(reference)
