@@ -190,3 +190,19 @@ def test_sigterm_stops_gracefully_and_the_next_run_resumes(tmp_path: Path) -> No
     proc = _paper(memory)
     assert proc.wait(300) == 0
     assert book(memory) == book(reference)
+
+
+def test_the_paper_trading_notebook_runs_a_session_and_reconciles(tmp_path: Path) -> None:
+    import papermill as pm
+
+    out = tmp_path / "paper_trading.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "paper_trading.ipynb"), str(out), kernel_name="python3",
+                        progress_bar=False, cwd=str(ROOT),
+                        parameters={"memory_path": str(tmp_path / "mem"), "max_bars": None})
+    executed = json.loads(out.read_text())
+    text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "paper +" in text and "difference" in text
+    difference = float(text.split("(difference ")[1].split(")")[0])
+    assert abs(difference) < 1e-9
+    with MemoryStores(tmp_path / "mem") as mem:
+        assert mem.decisions.count() > 10

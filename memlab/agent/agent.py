@@ -293,15 +293,17 @@ class MemoryAgent:
         outcome = stored.outcome
         if self._outcomes is None or outcome is None:
             frame = self.stores.decisions.outcomes(agent_id=self.agent_id, limit=limit)
-            self._outcomes = {c: frame[c].tolist() for c in ("decision_id", "closed_at", "pnl", "return_pct")}
+            self._outcomes = {c: frame[c].tolist() for c in ("decision_id", "pnl", "return_pct")}
+            self._outcomes["closed_at"] = frame["closed_at"].dt.as_unit("ns").astype("int64").tolist()
         elif stored.id not in self._outcomes["decision_id"][-1:]:
-            for column, value in (("decision_id", stored.id), ("closed_at", pd.Timestamp(outcome.closed_at)),
+            for column, value in (("decision_id", stored.id), ("closed_at", pd.Timestamp(outcome.closed_at).value),
                                   ("pnl", float(outcome.pnl)),
                                   ("return_pct", np.nan if outcome.return_pct is None else float(outcome.return_pct))):
                 self._outcomes[column].append(value)
                 del self._outcomes[column][:-limit]
         o = self._outcomes
-        return pd.DataFrame({"closed_at": pd.DatetimeIndex(o["closed_at"]), "pnl": np.asarray(o["pnl"], dtype=float),
+        return pd.DataFrame({"closed_at": pd.to_datetime(np.asarray(o["closed_at"], dtype="int64"), utc=True),
+                             "pnl": np.asarray(o["pnl"], dtype=float),
                              "return_pct": np.asarray(o["return_pct"], dtype=float)})
 
     # -- journal lines ----------------------------------------------------------------

@@ -56,6 +56,32 @@ def _reveal(value: Secret | str | None) -> str | None:
     return value.reveal() if isinstance(value, Secret) else str(value)
 
 
+def replay_frames(name: str, symbols: list[str], cfg: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The bars a replay feed's settings name (``data``, ``path``, ``sample`` or ``synthetic``;
+    ``start``/``end`` slice them), by symbol."""
+    from memlab.data import load_ohlcv, sample, synthetic_ohlcv
+
+    if "data" in cfg:
+        data = cfg["data"]
+        frames = dict(data) if isinstance(data, Mapping) else {symbols[0]: data}
+        if isinstance(data, pd.DataFrame) and len(symbols) > 1:
+            raise InvalidInputError(f"feed {name!r}: one frame given for {len(symbols)} symbols; pass a dict")
+    elif "path" in cfg:
+        paths = cfg["path"] if isinstance(cfg["path"], Mapping) else {symbols[0]: cfg["path"]}
+        frames = {s: load_ohlcv(p) for s, p in paths.items()}
+    elif "sample" in cfg:
+        frames = {symbols[0]: sample(str(cfg["sample"]))}
+    else:
+        spec = dict(cfg["synthetic"] or {})
+        frames = {s: synthetic_ohlcv(int(spec.get("n", 5000)), freq=spec.get("freq", "1min"),
+                                     seed=int(spec.get("seed", 1)) + k) for k, s in enumerate(symbols)}
+    missing = [s for s in symbols if s not in frames]
+    if missing:
+        raise InvalidInputError(f"feed {name!r}: no data for {missing}")
+    start, end = cfg.get("start"), cfg.get("end")
+    return {s: frames[s].loc[start:end] for s in symbols}
+
+
 class ConnectionManager:
     """Brokers, feeds and webhooks of one process; use as ``async with ConnectionManager() as m``.
 
@@ -300,7 +326,7 @@ class ConnectionManager:
         timeframe = cfg.pop("timeframe", "1m")
         feed: Feed
         if source == "replay":
-            frames = self._replay_frames(name, list(symbols), cfg)
+            frames = replay_frames(name, list(symbols), cfg)
             feed = ReplayFeed(name, frames, speed=cfg.pop("speed", None), warmup=int(cfg.pop("warmup", 0)),
                               health=self.health)
             for connection in self.brokers.values():
@@ -324,29 +350,6 @@ class ConnectionManager:
             raise InvalidInputError(f"feed {name!r}: unknown options {sorted(leftover)}")
         self.feeds[name] = feed
         return feed
-
-    def _replay_frames(self, name: str, symbols: list[str], cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
-        from memlab.data import load_ohlcv, sample, synthetic_ohlcv
-
-        if "data" in cfg:
-            data = cfg["data"]
-            frames = dict(data) if isinstance(data, Mapping) else {symbols[0]: data}
-            if isinstance(data, pd.DataFrame) and len(symbols) > 1:
-                raise InvalidInputError(f"feed {name!r}: one frame given for {len(symbols)} symbols; pass a dict")
-        elif "path" in cfg:
-            paths = cfg["path"] if isinstance(cfg["path"], Mapping) else {symbols[0]: cfg["path"]}
-            frames = {s: load_ohlcv(p) for s, p in paths.items()}
-        elif "sample" in cfg:
-            frames = {symbols[0]: sample(str(cfg["sample"]))}
-        else:
-            spec = dict(cfg["synthetic"] or {})
-            frames = {s: synthetic_ohlcv(int(spec.get("n", 5000)), freq=spec.get("freq", "1min"),
-                                         seed=int(spec.get("seed", 1)) + k) for k, s in enumerate(symbols)}
-        missing = [s for s in symbols if s not in frames]
-        if missing:
-            raise InvalidInputError(f"feed {name!r}: no data for {missing}")
-        start, end = cfg.get("start"), cfg.get("end")
-        return {s: frames[s].loc[start:end] for s in symbols}
 
     def _exchange_for_feed(self, name: str, broker: str | None) -> ExchangeConnection:
         exchanges = {n: c for n, c in self.brokers.items() if isinstance(c, ExchangeConnection)}

@@ -94,6 +94,7 @@ class PaperBroker:
         self._pending: dict[str, tuple[float, float]] = {}
         self._flushed = time.monotonic()
         self._version: int | None = None
+        self._synced_at = 0.0
         self.path = ensure_private_dir(Path(root)) / PAPER_DB
         if not self.path.exists():
             create_private(self.path)
@@ -120,8 +121,13 @@ class PaperBroker:
                     pass  # the transaction writes what is pending
             self._flushed = time.monotonic()
 
-    def _sync(self) -> None:
-        """Drop the caches when another connection has committed to the book."""
+    def _sync(self, *, force: bool = False) -> None:
+        """Drop the caches when another connection has committed to the book (checked at
+        most every 50 ms for bars, which a replay sends by the thousand; always for orders)."""
+        now = time.monotonic()
+        if not force and now - self._synced_at < 0.05:
+            return
+        self._synced_at = now
         version = self._db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
             if self._version is not None:
@@ -271,7 +277,7 @@ class PaperBroker:
         params = dict(params or {})
         client_id = str(params.get("clientOrderId") or uuid.uuid4().hex)
         with self._lock:
-            self._sync()
+            self._sync(force=True)
             existing = self._one("SELECT id FROM orders WHERE client_id=?", (client_id,))
             if existing is not None:
                 return self.fetch_order(existing)

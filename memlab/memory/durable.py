@@ -91,6 +91,24 @@ def group_commit() -> Iterator[None]:
             finish()
 
 
+def begin_group() -> None:
+    """Start a group commit without a ``with`` block (for loops that end groups as they go)."""
+    if getattr(_group, "pending", None) is None:
+        _group.pending = {}
+
+
+def end_group() -> None:
+    """End the current group commit: fsync what it wrote (see :func:`group_commit`)."""
+    pending = getattr(_group, "pending", None)
+    _group.pending = None
+    for finish in (pending or {}).values():
+        finish()
+
+
+def group_has_writes() -> bool:
+    return bool(getattr(_group, "pending", None))
+
+
 def in_group_commit() -> bool:
     return getattr(_group, "pending", None) is not None
 

@@ -73,6 +73,7 @@ class ParameterStore:
         self._cipher = cipher
         self._audit = audit
         self._lock = threading.Lock()
+        self._current: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # -- reading -----------------------------------------------------------------
     def document(self) -> dict[str, dict[str, Any]]:
@@ -109,11 +110,20 @@ class ParameterStore:
         return dict(sorted(doc.items()))
 
     def current(self) -> dict[str, Any]:
-        """Every parameter's latest value."""
+        """Every parameter's latest value (re-read only when the file changed on disk)."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return {}
+        cached = self._current
+        if cached is not None and cached[0] == stamp:
+            return dict(cached[1])
         values: dict[str, Any] = {}
         for day_values in self.document().values():
             values.update({k: v for k, v in day_values.items() if k != "adjustments"})
-        return values
+        self._current = (stamp, values)
+        return dict(values)
 
     def get(self, name: str, default: Any = _MISSING) -> Any:
         """The latest value of ``name``; ``default`` (or a KeyError naming the known ones)."""

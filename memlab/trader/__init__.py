@@ -8,6 +8,7 @@
 
 from memlab.trader.config import TraderConfig
 from memlab.trader.loop import UnifiedMemGPTTrader, client_order_id
+from memlab.trader.reconcile import reconcile_with_backtest
 from memlab.trader.status import read_status
 
-__all__ = ["TraderConfig", "UnifiedMemGPTTrader", "client_order_id", "read_status"]
+__all__ = ["TraderConfig", "UnifiedMemGPTTrader", "client_order_id", "read_status", "reconcile_with_backtest"]

@@ -99,6 +99,23 @@ class TraderConfig:
         _, _, q = symbol.partition("/")
         return q or "USD"
 
+    def feed_settings(self) -> dict[str, Any]:
+        """The :meth:`~memlab.connectors.ConnectionManager.add_data_feed` settings of the session:
+        ``feed`` if given; live mode polls the broker; paper mode without data replays the
+        symbol's shipped sample, or a synthetic market."""
+        cfg: dict[str, Any] = {"symbols": list(self.symbols), "timeframe": self.timeframe, **(self.feed or {})}
+        has_data = any(k in cfg for k in ("data", "path", "sample", "synthetic"))
+        if self.mode == "live" and "source" not in cfg and not has_data:
+            cfg.update(source="poll", broker=self.broker)
+        elif not has_data and "source" not in cfg:
+            from memlab.data import SAMPLES
+
+            name = self.symbols[0].replace("/", "")
+            cfg.update({"sample": name} if name in SAMPLES else {"synthetic": {"n": 5000, "seed": 7}})
+        if cfg.get("source", "replay") == "replay":
+            cfg.setdefault("warmup", self.warmup)
+        return cfg
+
     def with_(self, **changes: Any) -> TraderConfig:
         return replace(self, **changes)
 

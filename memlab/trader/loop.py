@@ -49,7 +49,7 @@ from memlab.connector import MemGPTConnector
 from memlab.connectors import Bar, ConnectionManager, PaperConnection, ReplayFeed
 from memlab.connectors.brokers import BrokerConnection
 from memlab.memory import MemoryStores
-from memlab.memory.durable import group_commit
+from memlab.memory.durable import begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
 from memlab.trader.config import TraderConfig
 from memlab.trader.signals import SignalBook
@@ -118,6 +118,7 @@ class UnifiedMemGPTTrader:
         self.heartbeat: Heartbeat | None = None
         self.started_at = 0.0
         self.state = "crashed"  # until run() ends normally
+        self._holding = True  # whether equity can have moved since the last look (fills set it)
         self._last_bar: Bar | None = None
 
     def __repr__(self) -> str:
@@ -148,7 +149,7 @@ class UnifiedMemGPTTrader:
             else:
                 await self.manager.add_broker_connection(c.broker)
         if FEED not in self.manager.feeds:
-            await self.manager.add_data_feed(FEED, self._feed_config())
+            await self.manager.add_data_feed(FEED, c.feed_settings())
         feed = self.manager.feed(FEED)
         for symbol in c.symbols:
             base, _, quote = symbol.partition("/")
@@ -163,20 +164,6 @@ class UnifiedMemGPTTrader:
         self._started = True
         log.info("%r started; resuming after %s", self,
                  {s: b.resume_at for s, b in self.books.items() if b.resume_at is not None} or "nothing")
-
-    def _feed_config(self) -> dict[str, Any]:
-        c = self.config
-        cfg: dict[str, Any] = {"symbols": list(c.symbols), "timeframe": c.timeframe, **(c.feed or {})}
-        if c.mode == "live" and "source" not in cfg and not any(k in cfg for k in ("data", "path", "sample", "synthetic")):
-            cfg.update(source="poll", broker=c.broker)
-        elif not any(k in cfg for k in ("data", "path", "sample", "synthetic", "source")):
-            from memlab.data import SAMPLES
-
-            name = c.symbols[0].replace("/", "")
-            cfg.update({"sample": name} if name in SAMPLES else {"synthetic": {"n": 5000, "seed": 7}})
-        if cfg.get("source", "replay") == "replay":
-            cfg.setdefault("warmup", c.warmup)
-        return cfg
 
     async def _resume(self) -> None:
         """Rebuild positions, pending orders and open decisions from the book and memory."""
@@ -233,18 +220,20 @@ class UnifiedMemGPTTrader:
             await self.start()
             feed = self.manager.feed(FEED)
             limit, window = self.config.max_bars, self.config.sync_interval
-            with contextlib.ExitStack() as group:
+            begin_group()
+            try:
                 synced = time.monotonic()
-                group.enter_context(group_commit())
                 async for symbol, bar in feed:
                     if symbol in self.books:
                         await self.on_bar(symbol, bar)
                     if self._stop.is_set() or (limit is not None and self.counts["bars"] >= limit):
                         break
-                    if time.monotonic() - synced >= window:  # end the group: fsync what it wrote
-                        group.close()
-                        group.enter_context(group_commit())
+                    if group_has_writes() and (not window or time.monotonic() - synced >= window):
+                        end_group()  # fsync what the group wrote
+                        begin_group()
                         synced = time.monotonic()
+            finally:
+                end_group()
             self.state = "stopped" if self._stop.is_set() else "finished"
             return self.report(state=self.state)
         finally:
@@ -273,7 +262,7 @@ class UnifiedMemGPTTrader:
                 closed += await self._on_fill(book, fill, bar)
         elif book.pending:
             closed += await self._poll_pending(book, bar)
-        entry, exit_, features = book.signals.at(bar)
+        entry, exit_, row = book.signals.at(bar)
         action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
         if action == "BUY" and any(side == "buy" for side in book.pending.values()):
             # An entry is already on its way, unless it is this very bar's, placed by a run
@@ -281,8 +270,10 @@ class UnifiedMemGPTTrader:
             mine = replaying_last and client_order_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
             if not mine:
                 action = None
-        if action is not None and features is not None:
-            await self.execute_trade(book, bar, action, features, received, replaying_last)
+        if action is not None:
+            features = book.signals.features_at(row)
+            if features is not None:  # None: indicators still warming up
+                await self.execute_trade(book, bar, action, features, received, replaying_last)
         # Outcomes go into memory (learning, adaptation) once the bar's order is out, so
         # learning never delays an order; the next signal is scored with them.
         for decision_id, pnl, cost in closed:
@@ -368,6 +359,7 @@ class UnifiedMemGPTTrader:
     async def _on_fill(self, book: _Book, fill: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
         """Book a fill; returns the outcome to record when it closed the position."""
         self.counts["fills"] += 1
+        self._holding = True
         for cid, side in list(book.pending.items()):
             if side == fill["side"]:
                 del book.pending[cid]
@@ -434,7 +426,12 @@ class UnifiedMemGPTTrader:
         return value
 
     def _mark(self, bar: Bar) -> None:
+        self._last_bar = bar
+        heartbeat = self.heartbeat is not None and self.heartbeat.due()
+        if not heartbeat and not self._holding:
+            return  # flat, and no fill since the last look: equity is the cash it was
         equity = self.equity()
+        self._holding = any(b.held > 0 for b in self.books.values())
         if not equity > 0:
             return
         if not self._peak >= equity:
@@ -447,8 +444,7 @@ class UnifiedMemGPTTrader:
                                                  note=f"equity {drawdown:.1%} below its peak {self._peak:,.2f}")
                 self.manager.publish("drawdown", {"drawdown": drawdown, "equity": equity, "peak": self._peak,
                                                   "level": level, "time": bar.time})
-        self._last_bar = bar
-        if self.heartbeat is not None and self.heartbeat.due():
+        if heartbeat:
             self.heartbeat.beat(**self._progress(bar))
 
     def _progress(self, bar: Bar | None = None) -> dict[str, Any]:

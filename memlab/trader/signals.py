@@ -55,12 +55,17 @@ class SignalBook:
         self._precompute()
         return len(self.times) - 1
 
-    def at(self, bar: Bar) -> tuple[bool, bool, dict[str, float] | None]:
-        """``(entry, exit, features)`` at ``bar``; features are None during warm-up."""
+    def at(self, bar: Bar) -> tuple[bool, bool, int]:
+        """``(entry, exit, row)`` at ``bar``; the row gives :meth:`features_at`."""
         i = self._row(bar)
         self._i = i + 1
-        feats = {name: float(v) for name, v in zip(FEATURE_NAMES, self.features[i], strict=True)} if self.ok[i] else None
-        return bool(self.entry[i]), bool(self.exit[i]), feats
+        return bool(self.entry[i]), bool(self.exit[i]), i
+
+    def features_at(self, row: int) -> dict[str, float] | None:
+        """Market features at ``row``; None while the indicators warm up."""
+        if not self.ok[row]:
+            return None
+        return {name: float(v) for name, v in zip(FEATURE_NAMES, self.features[row], strict=True)}
 
     def signals_frame(self) -> pd.DataFrame:
         """The signals over everything the book has seen (for reconciling with a backtest)."""
