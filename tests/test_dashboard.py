@@ -141,3 +141,60 @@ def test_realised_pnl_matches_the_brokers_own_accounting(tmp_path: Path) -> None
     assert realised == pytest.approx(broker.equity("USD") - 10_000.0)
     snap = read_snapshot(tmp_path)
     assert performance(snap.fills)["realized_pnl"] == pytest.approx(realised)
+
+
+def test_a_lost_connection_is_an_alert_with_the_venues_error(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    import ccxt
+
+    from memlab.connectors import ConnectionManager, RetryPolicy
+    from memlab.dashboard.app import MonitorApp
+
+    with socket.socket() as s:  # a port nobody listens on: every request is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    events: list[tuple[str, dict]] = []
+
+    async def main() -> None:
+        manager = ConnectionManager(tmp_path, retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
+        manager.add_listener(lambda event, payload: events.append((event, payload)))
+        api = f"http://127.0.0.1:{port}/api/v3"
+        with pytest.raises(ccxt.NetworkError):
+            await manager.add_broker_connection("binance", urls={"public": api, "private": api},
+                                                options={"fetchMarkets": {"types": ["spot"]}})
+        assert manager.status()["binance"]["state"] == "down"
+
+    asyncio.run(main())
+    assert [e for e, _ in events] == ["connection_lost"] and events[0][1]["name"] == "binance"
+    app = MonitorApp(tmp_path)
+    assert "Lost connection: binance (binance) is down" in app.alerts.value
+    assert 'data-col="state">down<' in app.health.value and "memlab-connections" in app.health.value
+
+
+def test_a_killed_trader_is_an_alert_and_a_finished_one_is_not(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from memlab.dashboard.app import MonitorApp
+    from memlab.trader import read_status
+
+    env = {**os.environ, "MEM_MEMORY_PATH": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "memlab.cli", "paper", "--symbol", "BTC/USDT", "--strategy", "sma_cross",
+                             "--synthetic", "20000", "--speed", "6000", "--sizing", "full"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (read_status(tmp_path) or {}).get("alive"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    app = MonitorApp(tmp_path)
+    assert "Trader running (pid" in app.banner.value and "memlab-trader" in app.health.value
+    assert 'data-col="name">paper<' in app.health.value and 'data-col="state">up<' in app.health.value
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    app.refresh()
+    assert "stopped without saying so" in app.alerts.value and "Trader not running (stopped unexpectedly)" in app.banner.value

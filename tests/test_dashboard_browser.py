@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from test_dashboard import seed_session  # tests/ is on sys.path (rootdir-less test modules)
 
 from memlab.dashboard.cli import NOTEBOOK, voila_command
 from memlab.memory import MemoryStores
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -48,18 +49,26 @@ def _rows(page, css: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-de
     )
 
 
-def test_browser_shows_what_the_stores_hold(tmp_path: Path) -> None:
+def test_browser_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    from memlab.connectors import PaperBroker
+
     root = tmp_path / "mem"
-    broker = seed_session(root)
     port = _free_port()
     env = dict(os.environ, MEM_MEMORY_PATH=str(root))
     log = (tmp_path / "voila.log").open("wb")
     proc = subprocess.Popen(voila_command(port), env=env, cwd=NOTEBOOK.parent, stdout=log, stderr=subprocess.STDOUT)
+    trader_log = (tmp_path / "trader.log").open("wb")
+    trader = None
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_http(url, proc, time.monotonic() + 40)
+        # A paper session on replayed bars, paced (~100 bars/s) so the page sees it running.
+        trader = subprocess.Popen(
+            [sys.executable, "-m", "memlab.cli", "paper", "--symbol", "BTC/USDT", "--strategy", "sma_cross",
+             "--synthetic", "2000", "--seed", "1", "--warmup", "200", "--sizing", "full", "--stop-loss", "0.05",
+             "--speed", "6000"], env=env, cwd=ROOT, stdout=trader_log, stderr=subprocess.STDOUT)
         with sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=ARGS, headless=True,
@@ -67,10 +76,16 @@ def test_browser_shows_what_the_stores_hold(tmp_path: Path) -> None:
             try:
                 page = browser.new_page()
                 page.goto(url, timeout=60_000)
-                page.wait_for_selector(".memlab-positions table tbody tr td", timeout=60_000)
+                page.wait_for_function("() => (document.querySelector('.memlab-banner') || {}).innerText"
+                                       "?.includes('Trader running (pid')", timeout=60_000)
+                live_health = page.inner_text(".memlab-health")
+                page.screenshot(path=str(tmp_path / "live_monitor_running.png"), full_page=True)
+                assert trader.wait(120) == 0
+                page.wait_for_function("() => document.querySelector('.memlab-banner').innerText"
+                                       ".includes('Trader not running (finished)')", timeout=30_000)
+                time.sleep(1.5)  # one more refresh, so every table shows the final state
                 positions = _rows(page, "memlab-positions")
                 decisions = _rows(page, "memlab-decisions")
-                banner = page.inner_text(".memlab-banner")
                 shot = tmp_path / "live_monitor.png"
                 page.screenshot(path=str(shot), full_page=True)
                 print(f"screenshot: {shot}")
@@ -87,21 +102,26 @@ def test_browser_shows_what_the_stores_hold(tmp_path: Path) -> None:
             finally:
                 browser.close()
     finally:
+        if trader is not None and trader.poll() is None:
+            trader.kill()
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+        trader_log.close()
 
+    assert "trader pid" in live_health and "process memory" in live_health
+    assert "paper" in live_health and "up" in live_health  # the connection's state and latency, live
+    broker = PaperBroker(root)
     [pos] = broker.fetch_positions()
     assert [(r["symbol"], float(r["quantity"]), float(r["entry_price"])) for r in positions] == [
         (pos["symbol"], pytest.approx(pos["contracts"]), pytest.approx(pos["entryPrice"], rel=1e-5))]
     with MemoryStores(root) as mem:
         stored = mem.decisions.recent(50)
+    assert len(decisions) == len(stored) > 10
     assert [r["reason"] for r in decisions] == stored["reason"].tolist()[::-1]
     assert [r["action"] for r in decisions] == stored["action"].tolist()[::-1]
-    assert [r["id"] for r in open_orders] == [o["id"] for o in broker.fetch_open_orders()]
-    assert sorted(r["id"] for r in closed) == sorted(
-        str(i) for i in range(1, 4))  # the three market orders, all filled
-    fills = broker.fills()
-    assert len(plotted) == len(fills)  # the equity curve has one point per fill
-    assert "Trader not running" in banner or "Trader running" in banner
+    assert [r["id"] for r in open_orders] == [o["id"] for o in broker.fetch_open_orders()] != []
+    closed_book = [o for o in broker._db.execute("SELECT id FROM orders WHERE status != 'open' ORDER BY id DESC LIMIT 200")]
+    assert sorted(r["id"] for r in closed) == sorted(str(i) for (i,) in closed_book)
+    assert len(plotted) == len(broker.fills())  # the equity curve has one point per fill
     broker.close()

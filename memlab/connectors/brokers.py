@@ -173,8 +173,9 @@ class ExchangeConnection:
                         "markPrice": last, "unrealizedPnl": None, "realizedPnl": None})
         return out
 
-    async def close(self) -> None:
-        self.health.closed(self.name)
+    async def close(self, *, mark_closed: bool = True) -> None:
+        if mark_closed:
+            self.health.closed(self.name)
         await self.exchange.close()
 
 
@@ -243,8 +244,9 @@ class PaperConnection:
         last = self.broker.last_price(symbol)
         return {"symbol": symbol, "last": last, "close": last}
 
-    async def close(self) -> None:
-        self.health.closed(self.name)
+    async def close(self, *, mark_closed: bool = True) -> None:
+        if mark_closed:
+            self.health.closed(self.name)
         self.broker.close()
 
 

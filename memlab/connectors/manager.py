@@ -174,7 +174,7 @@ class ConnectionManager:
             await connection.connect()
         except BaseException:
             del self.brokers[name]
-            await connection.close()
+            await connection.close(mark_closed=False)  # health keeps saying why it is down
             raise
         return connection
 

@@ -13,6 +13,7 @@ import html
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
 import pandas as pd
@@ -22,6 +23,7 @@ from memlab.dashboard import tables
 from memlab.dashboard.figures import equity_figure
 from memlab.dashboard.metrics import performance, pnl_curve
 from memlab.dashboard.snapshot import Snapshot, read_fills, read_snapshot, search_archival
+from memlab.trader.status import rss_mb
 
 VIEWS = ("dashboard", "metrics", "trades", "memory")
 DRAWDOWN_ALERT = 0.10
@@ -142,12 +144,17 @@ class MonitorApp:
 
     def _banner(self, snap: Snapshot) -> None:
         where = html.escape(str(snap.memory_path))
+        t = snap.trader or {}
+        who = (f" (pid {t.get('pid')}, {html.escape(str(t.get('mode', '')))} {html.escape(', '.join(t.get('symbols', [])))} "
+               f"{html.escape(str(t.get('strategy', '')))})") if t else ""
         if snap.last_write is None:
             text, css = f"No trader has written to {where} yet: nothing to show.", "memlab-banner-stale"
         elif snap.trader_live:
-            text, css = f"Trader running — last write {tables.fmt(snap.last_write)} UTC · {where}", "memlab-banner-live"
+            text, css = f"Trader running{who} — last write {tables.fmt(snap.last_write)} UTC · {where}", "memlab-banner-live"
         else:
-            text, css = (f"Trader not running — showing last state from {tables.fmt(snap.last_write)} UTC · {where}",
+            gone = t.get("state") == "running"  # it never wrote its last heartbeat
+            state = f" ({'stopped unexpectedly' if gone else html.escape(str(t.get('state')))})" if t else ""
+            text, css = (f"Trader not running{state} — showing last state from {tables.fmt(snap.last_write)} UTC · {where}",
                          "memlab-banner-stale")
         _set(self.banner, f'<div class="{css}">{text} · refreshed {tables.fmt(snap.read_at)} UTC</div>')
 
@@ -170,20 +177,40 @@ class MonitorApp:
             last = snap.parameters.iloc[-1]
             items.append(f"Adaptation {tables.fmt(snap.parameters.index[-1])}: {last['parameter']} "
                          f"{tables.fmt(last['from'])} → {tables.fmt(last['to'])} ({last['reason']})")
+        for name, c in ((snap.connections or {}).get("connections") or {}).items():
+            if c.get("state") == "down":
+                items.append(f"Lost connection: {name} ({c.get('venue')}) is down since {tables.fmt(_utc(c.get('since')))} UTC"
+                             f" — {c.get('last_error') or 'no answer'}")
+            elif c.get("state") == "retrying":
+                items.append(f"Connection {name} ({c.get('venue')}) is retrying after {c.get('consecutive_errors')} error(s):"
+                             f" {c.get('last_error')}")
+        t = snap.trader
+        if t and t.get("state") == "running" and not t.get("alive"):
+            items.append(f"Trader (pid {t.get('pid')}) stopped without saying so (killed or crashed?); "
+                         f"last heartbeat {tables.fmt(_utc(t.get('heartbeat_at')))} UTC")
+        elif t and t.get("state") == "crashed":
+            items.append(f"Trader (pid {t.get('pid')}) stopped on an error; see its log")
         items += [f"Source unreadable — {e}" for e in snap.errors]
         if not items:
             return '<p class="memlab-missing">No alerts.</p>'
         return "<b>Alerts</b><ul>" + "".join(f'<li class="memlab-alert">{html.escape(i)}</li>' for i in items) + "</ul>"
 
     def _health(self, snap: Snapshot) -> str:
-        import psutil
-
-        rss = psutil.Process().memory_info().rss / 2**20
-        conns = _connections(snap.memory_path)
-        rows = (f"<li>monitor process memory: {rss:.0f} MiB</li>"
-                + (f"<li class=\"memlab-missing\">{html.escape(conns)}</li>" if isinstance(conns, str) else
-                   "".join(f"<li>{html.escape(c)}</li>" for c in conns)))
-        return f"<b>System health</b><ul>{rows}</ul>"
+        rows = [f"<li>monitor process memory: {rss_mb():.0f} MiB</li>"]
+        t = snap.trader
+        if t:
+            alive = "running" if t.get("alive") else f"not running ({t.get('state')})"
+            rows.append(f'<li class="memlab-trader">trader pid {t.get("pid")}: {html.escape(alive)}, '
+                        f"process memory {t.get('rss_mb', float('nan')):.0f} MiB, {t.get('bars', 0):,} bars, "
+                        f"{t.get('orders', 0):,} orders, last bar {html.escape(str(t.get('last_bar')))}, heartbeat "
+                        f"{tables.fmt(_utc(t.get('heartbeat_at')))} UTC</li>")
+        else:
+            rows.append('<li class="memlab-missing">no trader heartbeat yet (trader_status.json not found)</li>')
+        conns = _connections(snap)
+        table = tables.table(conns, "Connections", missing="no connection health yet (connections.json not found)",
+                             columns=["name", "kind", "venue", "state", "latency_ms", "latency_avg_ms", "errors",
+                                      "last_success", "last_error"])
+        return f"<b>System health</b><ul>{''.join(rows)}</ul>" + table.replace("<table", '<table class="memlab-connections"', 1)
 
     def _search(self) -> None:
         try:
@@ -215,9 +242,18 @@ class MonitorApp:
                 _set(self.banner, f'<div class="memlab-banner-stale">refresh failed: {html.escape(repr(exc))}</div>')
 
 
-def _connections(root: Path) -> list[str] | str:
-    """Each connection's state and latency, once the trader publishes them; a note until then."""
-    return "connection health: not published by the trader yet (no ConnectionManager state found)"
+def _connections(snap: Snapshot) -> pd.DataFrame | None:
+    """Each connection's state and latency from the trader's ``connections.json``."""
+    board = (snap.connections or {}).get("connections")
+    if not board:
+        return None
+    frame = pd.DataFrame(list(board.values()))
+    frame["last_success"] = [tables.fmt(_utc(v)) for v in frame["last_success"]]
+    return frame
+
+
+def _utc(seconds: Any) -> pd.Timestamp | None:
+    return None if seconds is None else pd.Timestamp(float(seconds), unit="s", tz="UTC")
 
 
 def _money(v: float) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from memlab.config import memory_path as _memory_path
+from memlab.connectors.health import read_health
+from memlab.trader.status import read_status
 
 PAPER_DB = "paper_broker.sqlite"
 DECISIONS_DB = "decisions.sqlite"
@@ -157,17 +159,22 @@ class Snapshot:
     parameters: pd.DataFrame | None
     core_memory: dict[str, str] | None
     errors: list[str] = field(default_factory=list)
+    trader: dict[str, Any] | None = None
+    connections: dict[str, Any] | None = None
 
     @property
     def trader_live(self) -> bool:
-        """True when a store was written in the last ``STALE_AFTER_S`` seconds."""
+        """True when the trader's heartbeat says it runs (its process exists and beat in the
+        last seconds); without a heartbeat, when a store was written in the last ``STALE_AFTER_S`` s."""
+        if self.trader is not None:
+            return bool(self.trader.get("alive"))
         return self.last_write is not None and (self.read_at - self.last_write).total_seconds() < STALE_AFTER_S
 
 
 def _last_write(root: Path) -> pd.Timestamp | None:
     newest = 0.0
     for name in (PAPER_DB, PAPER_DB + "-wal", DECISIONS_DB, DECISIONS_DB + "-wal", "core_memory_updates.txt",
-                 "parameter_updates.json", "heartbeat.json"):
+                 "parameter_updates.json", "trader_status.json", "connections.json"):
         try:
             newest = max(newest, os.stat(root / name).st_mtime)
         except OSError:
@@ -207,4 +214,5 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         fills=safe("fills", read_fills, root) if fills else None, balances=safe("balances", read_balances, root),
         decisions=safe("decisions", read_decisions, root, limit=decisions), journal=lines, parameters=params,
         core_memory=safe("core memory", read_core_memory, root), errors=errors,
+        trader=safe("trader status", read_status, root), connections=safe("connections", read_health, root),
     )

@@ -312,6 +312,7 @@ class UnifiedMemGPTTrader:
                 order_params["take_profit"] = bar.close * (1 + c.take_profit)
         else:
             order_params["qty"] = book.held
+            await self._cancel_protection(book)
         order = await self.manager.execute_on_broker(c.broker, "place_order", order_params)
         self.latencies.append(time.perf_counter() - received)
         self.counts["orders"] += 1
@@ -338,6 +339,14 @@ class UnifiedMemGPTTrader:
             for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
                 await self._record_outcome(decision_id, pnl, cost, bar.time)
         return order
+
+    async def _cancel_protection(self, book: _Book) -> None:
+        """Before a strategy exit: cancel the position's stop-loss / take-profit orders, which
+        would otherwise outlive it and sell a later position."""
+        for order in await self.manager.execute_on_broker(self.config.broker, "fetch_open_orders", {"symbol": book.symbol}):
+            if order.get("parentId") is not None or order.get("type") in ("stop_loss", "take_profit"):
+                await self.manager.execute_on_broker(self.config.broker, "cancel_order",
+                                                     {"id": order["id"], "symbol": book.symbol})
 
     def _journalled(self, field: str, value: str) -> bool:
         """Whether one of the journal's last lines has ``field: value`` (replaying the last bar)."""
