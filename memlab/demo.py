@@ -83,59 +83,33 @@ def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
 
 def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
-    """A paper session on replayed GOOG bars with the parameters training chose: the agent
-    scores each signal, the paper broker fills at the next open; then it is reconciled
-    with the backtest of the same bars."""
-    from memlab import backtest
-    from memlab.agent import MemoryAgent
-    from memlab.connectors import Bar, PaperBroker
-    from memlab.data import sample
-    from memlab.features import FEATURE_NAMES, market_features
-    from memlab.memory import MemoryStores
-    from memlab.strategies import compute_signals
+    """A paper session of ``UnifiedMemGPTTrader`` on replayed GOOG bars with the parameters
+    training chose: the agent scores each signal from memory, orders go through the
+    ConnectionManager to the paper broker, outcomes go back into memory; then the session is
+    reconciled with the backtest of the same bars."""
+    import asyncio
 
+    from memlab.memory import MemoryStores
+    from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
+
+    config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
+                          sizing="full", fees=0.0005, balance=100_000.0, feed={"sample": "GOOG", "warmup": 1448})
+    report = asyncio.run(UnifiedMemGPTTrader(config).run())
+    check = reconcile_with_backtest(config)
+    print(f"  {report['bars']} replayed GOOG bars with {check['params']}: {report['orders']} orders, "
+          f"{report['decisions']} decisions scored and remembered, {report['outcomes']} outcomes learned; "
+          f"{report['bars_per_second']:,.0f} bars/s, bar->order p99 {report['bar_to_order_ms_p99']:.2f} ms")
+    print(f"  paper return {check['paper_return']:+.2%}; backtest of the same bars {check['backtest_return']:+.2%} "
+          f"(difference {check['difference']:.1e})")
     with MemoryStores(memory_path) as mem:
-        params = {"fast": int(mem.parameters.get("GOOG.sma_cross.fast", 10)),
-                  "slow": int(mem.parameters.get("GOOG.sma_cross.slow", 30))}
-    bars = sample("GOOG").iloc[-500:]
-    signals = compute_signals("sma_cross", bars, params)
-    feats = market_features(sample("GOOG")).loc[bars.index]
-    broker = PaperBroker(memory_path, balances={"USD": 100_000.0}, fees=0.0005)
-    broker.add_market("GOOG", "GOOG", "USD")
-    agent = MemoryAgent(memory_path, agent_id="paper_demo")
-    scored = []
-    try:
-        with agent.stores.journal.batch():
-            for i, (t, row) in enumerate(bars.iterrows()):
-                broker.on_bar("GOOG", Bar(t.timestamp(), row.Open, row.High, row.Low, row.Close))
-                held = broker.fetch_balance()["total"].get("GOOG", 0.0)
-                action = "BUY" if signals["entry"].iloc[i] and held == 0 else "SELL" if signals["exit"].iloc[i] and held > 0 else None
-                if action is None or feats.iloc[i].isna().any():
-                    continue
-                signal = {"symbol": "GOOG", "strategy": "sma_cross", "action": action, "price": float(row.Close),
-                          "features": {k: float(feats.iloc[i][k]) for k in FEATURE_NAMES}, "time": t}
-                verdict = agent.analyze_signal(signal)
-                params_order = {"clientOrderId": f"demo-{t.isoformat()}"}
-                if action == "BUY":
-                    order = broker.create_order("GOOG", "market", "buy", None, params={**params_order, "cost": broker.fetch_balance()["free"]["USD"]})
-                else:
-                    order = broker.create_order("GOOG", "market", "sell", held, params=params_order)
-                agent.log_decision({**signal, "mem_confidence": verdict["confidence"], "mem_reason": verdict["reason"]},
-                                   {"order_id": order["id"], "status": "open"})
-                scored.append({"time": t.isoformat(), "action": action, "confidence": verdict["confidence"], "reason": verdict["reason"]})
-    finally:
-        agent.close()
-    paper_return = broker.equity("USD") / 100_000.0 - 1
-    replay = backtest.run(bars, "sma_cross", params, fees=0.0005)
-    print(f"  {len(bars)} replayed GOOG bars with {params}: {len(broker.fills())} fills, paper return {paper_return:+.2%}; "
-          f"backtest of the same bars {replay.stats['total_return']:+.2%}")
-    if scored:
-        print(f"  last signal scored: {scored[-1]['action']} confidence {scored[-1]['confidence']:.2f}: {scored[-1]['reason'][:90]}")
-    (out_dir / "paper_session.json").write_text(json.dumps({"params": params, "paper_return": paper_return,
-                                                           "backtest_return": replay.stats["total_return"],
-                                                           "fills": broker.fills(), "signals": scored}, indent=2, default=str))
-    broker.close()
-    return {"paper session": out_dir / "paper_session.json", "paper broker book": broker.path}
+        last = mem.decisions.frame(agent_id="paper_demo", limit=1)
+    if len(last):
+        print(f"  last decision: {last['action'].iloc[-1]} confidence {last['confidence'].iloc[-1]:.2f}: "
+              f"{last['reason'].iloc[-1][:90]}")
+    out = out_dir / "paper_session.json"
+    out.write_text(json.dumps({"report": report, "reconciliation": check}, indent=2, default=str))
+    return {"paper session": out, "paper broker book": memory_path / "paper_broker.sqlite",
+            "trader heartbeat": memory_path / "trader_status.json"}
 
 
 def monitor_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:

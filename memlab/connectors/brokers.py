@@ -36,6 +36,24 @@ def new_client_order_id(prefix: str = "mlab") -> str:
     return f"{prefix}-{uuid.uuid4().hex[: 31 - len(prefix)]}"
 
 
+def checked_answer(method: str, result: Any) -> Any:
+    """``result``, unless it is a garbled answer ccxt parsed into an empty structure (a
+    truncated body gives an order without id, a balance of nothing): then ``BadResponse``,
+    which is retried (and, for an order, looked up by client id first)."""
+    def garbled(item: Any) -> bool:
+        return isinstance(item, dict) and "info" in item and not isinstance(item["info"], (dict, list))
+
+    if isinstance(result, dict):
+        bad = garbled(result) or (method in ("create_order", "fetch_order", "cancel_order") and result.get("id") is None)
+    elif isinstance(result, list):
+        bad = any(garbled(r) for r in result) or (method == "fetch_ohlcv" and not all(isinstance(r, list) for r in result))
+    else:
+        bad = method in ("create_order", "fetch_order", "cancel_order", "fetch_balance", "fetch_ticker")
+    if bad:
+        raise ccxt.BadResponse(f"{method}: the venue's answer was garbled ({str(result)[:120]!r})")
+    return result
+
+
 class ExchangeConnection:
     """A ccxt async exchange behind retries, health tracking and idempotent orders."""
 
@@ -58,39 +76,49 @@ class ExchangeConnection:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """``exchange.<method>(*args, **kwargs)`` with retries on "try again" errors."""
         fn: Callable[..., Awaitable[Any]] = getattr(self.exchange, method)
-        return await self._retry(method, lambda: fn(*args, **kwargs))
+
+        async def attempt() -> Any:
+            return checked_answer(method, await fn(*args, **kwargs))
+
+        return await self._retry(method, attempt)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]],
-                     before_retry: Callable[[], Awaitable[T | None]] | None = None) -> T:
-        for i in range(self.policy.attempts):
+                     look_up: Callable[[], Awaitable[T | None]] | None = None) -> T:
+        """Run ``attempt``, retrying "try again" errors with backoff. With ``look_up`` (an
+        order), a failed attempt's fate is settled first: found means placed (returned, not
+        sent again); only a confirmed absence lets the attempt be sent again."""
+        tries, settle = 0, False
+        while True:
             started = time.perf_counter()
             try:
+                if settle:
+                    assert look_up is not None
+                    found = await look_up()
+                    if found is not None:
+                        self.health.success(self.name, time.perf_counter() - started)
+                        return found
+                    settle = False
+                    started = time.perf_counter()
                 result = await attempt()
             except Exception as exc:
-                last = i == self.policy.attempts - 1
                 if isinstance(exc, ccxt.BaseError) and not is_retryable(exc):
                     self.health.success(self.name, time.perf_counter() - started)  # the venue answered: "you are wrong"
                     raise
-                if not is_retryable(exc):
-                    self.health.failure(self.name, exc, retrying=False)
+                tries += 1
+                last = tries >= self.policy.attempts
+                self.health.failure(self.name, exc, retrying=is_retryable(exc) and not last)
+                if not is_retryable(exc) or last:
                     raise
-                self.health.failure(self.name, exc, retrying=not last)
-                if last:
-                    raise
-                wait = self.policy.delay(i, self._rng)
+                wait = self.policy.delay(tries - 1, self._rng)
                 if isinstance(exc, ccxt.DDoSProtection):  # rate limited: at least the venue's own pace
                     wait = max(wait, float(getattr(self.exchange, "rateLimit", 0) or 0) / 1000.0)
                 log.warning("%s %s failed (%s: %s); retry %d/%d in %.2f s", self.name, what, type(exc).__name__,
-                            str(exc)[:200], i + 1, self.policy.attempts - 1, wait)
+                            str(exc)[:200], tries, self.policy.attempts - 1, wait)
                 await asyncio.sleep(wait)
-                if before_retry is not None:
-                    found = await before_retry()
-                    if found is not None:
-                        return found
+                settle = settle or look_up is not None
                 continue
             self.health.success(self.name, time.perf_counter() - started)
             return result
-        raise AssertionError("unreachable")
 
     async def connect(self) -> None:
         await self.call("load_markets")
@@ -113,7 +141,7 @@ class ExchangeConnection:
         fn = self.exchange.create_order
 
         async def place() -> dict[str, Any]:
-            return await fn(symbol, type, side, amount, price, dict(params))
+            return checked_answer("create_order", await fn(symbol, type, side, amount, price, dict(params)))
 
         async def look_up() -> dict[str, Any] | None:
             # Did the failed attempt reach the exchange? Then it is the order: do not send it again.
@@ -126,7 +154,7 @@ class ExchangeConnection:
         ex = self.exchange
         try:
             if ex.id.startswith("binance"):
-                return await ex.fetch_order(None, symbol, {"clientOrderId": client_id})
+                return checked_answer("fetch_order", await ex.fetch_order(None, symbol, {"clientOrderId": client_id}))
             for method, capability in (("fetch_open_orders", "fetchOpenOrders"), ("fetch_closed_orders", "fetchClosedOrders")):
                 if not ex.has.get(capability):
                     continue

@@ -92,7 +92,8 @@ class HealthBoard:
         health.state, health.since = state, time.time()
         if state == "up" and previous in ("retrying", "down"):
             health.reconnects += 1
-        log.info("connection %r: %s -> %s", health.name, previous, state)
+        level = logging.WARNING if state in ("down", "retrying") else logging.INFO if previous in ("down", "retrying") else logging.DEBUG
+        log.log(level, "connection %r: %s -> %s", health.name, previous, state)
         for listener in list(self._listeners):
             try:
                 listener(health, previous)

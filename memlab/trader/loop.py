@@ -58,6 +58,8 @@ from memlab.trader.status import Heartbeat
 log = logging.getLogger(__name__)
 
 FEED = "trader_feed"
+#: Share of the intended spend a live entry leaves unspent, for the move between signal and fill.
+LIVE_PRICE_BUFFER = 0.002
 
 
 @dataclass
@@ -304,8 +306,11 @@ class UnifiedMemGPTTrader:
             if broker.simulated:
                 order_params["cost"] = cost
             else:
+                # A venue charges its fee on top and fills at its own price: leave room for both.
+                market = broker.exchange.markets[broker.market_symbol(book.symbol)]
+                fee = float(market.get("taker") or 0.001)
                 order_params["qty"] = float(broker.exchange.amount_to_precision(
-                    broker.market_symbol(book.symbol), cost / bar.close))
+                    market["symbol"], cost * (1 - LIVE_PRICE_BUFFER) / (bar.close * (1 + fee))))
             if c.stop_loss:
                 order_params["stop_loss"] = bar.close * (1 - c.stop_loss)
             if c.take_profit:
