@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,27 @@ def replay_frames(name: str, symbols: list[str], cfg: Mapping[str, Any]) -> dict
     return {s: frames[s].loc[start:end] for s in symbols}
 
 
+def describe_event(event: str, p: Mapping[str, Any]) -> str | None:
+    """One line a person reads in a chat tool; None for events that are not alerts."""
+    if event == "fill":
+        pnl = p.get("pnl")
+        tail = "" if pnl is None else f", P&L {pnl:+,.2f}"
+        return f"{p['side'].upper()} {p['amount']:.6g} {p['symbol']} filled at {p['price']:,.4f}{tail}"
+    if event == "adaptation":
+        return f"adapted ({p.get('trigger')}): {p.get('reason')}"
+    if event == "lesson":
+        return str(p.get("text"))
+    if event == "drawdown":
+        return f"drawdown {p['drawdown']:.1%}: equity {p['equity']:,.2f} against a peak of {p['peak']:,.2f}"
+    if event == "connection_lost":
+        return f"lost connection {p['name']} ({p['venue']}): {p.get('error')}"
+    if event == "connection_restored":
+        return f"connection {p['name']} ({p['venue']}) is back"
+    if event == "error":
+        return f"error in {p.get('source')}: {p.get('message')}"
+    return None
+
+
 class ConnectionManager:
     """Brokers, feeds and webhooks of one process; use as ``async with ConnectionManager() as m``.
 
@@ -101,6 +122,9 @@ class ConnectionManager:
         self.feeds: dict[str, Feed] = {}
         self.webhooks: dict[str, Any] = {}
         self._listeners: list[Listener] = []
+        #: Where webhook alerts go: the running trader's ``handle_alert`` (set by the trader).
+        self.signal_handler: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
+        self.alert_sender: Any = None
 
     def __repr__(self) -> str:
         return f"ConnectionManager(brokers={list(self.brokers)}, feeds={list(self.feeds)}, webhooks={list(self.webhooks)})"
@@ -381,6 +405,58 @@ class ConnectionManager:
         except KeyError:
             raise InvalidInputError(f"no feed {name!r}; added: {', '.join(self.feeds) or 'none'}") from None
 
+    # -- webhooks and alerts -------------------------------------------------------------
+    async def add_webhook(self, name: str, options: Mapping[str, Any] | None = None, *,
+                          secret: Secret | str | None = None) -> Any:
+        """Start an HTTP endpoint that takes signed trading alerts (``{'port': 5002, 'path':
+        '/signal', ...}``, see :class:`~memlab.webhooks.WebhookConfig`).
+
+        The shared secret is ``<NAME>_WEBHOOK_SECRET`` from :class:`CredentialManager` unless
+        given. Each valid alert goes to the running trader (:attr:`signal_handler`) on this
+        event loop: scored by the agent, sized, placed and remembered like a strategy signal.
+        The endpoint has its own thread, so a burst of requests never stalls the trader.
+        """
+        import asyncio
+
+        from memlab.webhooks import AlertRejected, WebhookConfig, WebhookServer
+
+        if name in self.webhooks:
+            raise InvalidInputError(f"a webhook named {name!r} exists already")
+        config = WebhookConfig.from_mapping(name, dict(options or {}))
+        shared = secret if secret is not None else self.credentials.get_webhook_secret(name)
+
+        async def dispatch(alert: Any) -> dict[str, Any]:
+            if self.signal_handler is None:
+                raise AlertRejected(503, "no trader is running to take signals")
+            return await self.signal_handler(alert)
+
+        server = WebhookServer(config, shared, dispatch, store_dir=self.memory_path,
+                               handler_loop=asyncio.get_running_loop())
+        await asyncio.get_running_loop().run_in_executor(None, server.start)
+        self.webhooks[name] = server
+        health = self.health.register(name, "webhook", f"{config.host}:{server.port}{config.path}")
+        self.health.success(health.name, 0.0)
+        return server
+
+    def add_alert_target(self, *targets: str, **options: Any) -> Any:
+        """Post fills, adaptations, lessons, drawdowns and lost connections to these webhook
+        URLs (Slack, Discord or plain JSON), in the background with retries; the delivery log
+        is ``alert_deliveries.jsonl`` in the memory folder. Returns the :class:`AlertSender`."""
+        from memlab.webhooks import AlertSender
+        from memlab.webhooks.outbound import AlertTarget
+
+        if self.alert_sender is not None:
+            self.alert_sender.targets.extend(AlertTarget(t) for t in targets)
+            return self.alert_sender
+        self.alert_sender = AlertSender(list(targets), log_dir=self.memory_path, **options)
+        self.add_listener(self._alert)
+        return self.alert_sender
+
+    def _alert(self, event: str, payload: dict[str, Any]) -> None:
+        text = describe_event(event, payload)
+        if text is not None:
+            self.alert_sender.send("info" if event == "connection_restored" else event, text, payload)
+
     # -- lifecycle ---------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
         """Every connection's health (state, latency, errors), by name."""
@@ -388,10 +464,13 @@ class ConnectionManager:
 
     async def close(self) -> None:
         """Stop webhooks, close every connection; health says ``closed``."""
+        import asyncio
+
         for server in list(self.webhooks.values()):
-            server.stop()
+            await asyncio.get_running_loop().run_in_executor(None, server.stop)
             self.health.closed(server.config.name)
         self.webhooks.clear()
+        self.signal_handler = None
         for connection in list(self.brokers.values()):
             try:
                 await connection.close()
@@ -402,3 +481,6 @@ class ConnectionManager:
             self.health.closed(name)
         self.feeds.clear()
         self.health.flush()
+        if self.alert_sender is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.alert_sender.close)
+            self.alert_sender = None

@@ -67,6 +67,7 @@ class MonitorApp:
         self.open_orders, self.orders, self.fills = _html("memlab-open-orders"), _html("memlab-orders"), _html("memlab-fills")
         self.core, self.journal, self.parameters = _html("memlab-core-memory"), _html("memlab-journal"), _html("memlab-parameters")
         self.archival = _html("memlab-archival")
+        self.webhooks = _html("memlab-webhooks")
         self.query = W.Text(placeholder="search lessons (archival memory)…", continuous_update=False)
         self.query.add_class("memlab-archival-query")
         self.query.observe(lambda _: self._search(), names="value")
@@ -75,7 +76,7 @@ class MonitorApp:
         views = {
             "dashboard": W.VBox([self.cards, self.alerts, self.positions, self.decisions, self.health]),
             "metrics": self.metrics,
-            "trades": W.VBox([self.open_orders, self.orders, self.fills]),
+            "trades": W.VBox([self.open_orders, self.orders, self.fills, self.webhooks]),
             "memory": W.VBox([self.core, self.journal, self.parameters, self.query, self.archival]),
         }
         self.tabs = W.Tab(children=list(views.values()), titles=list(views), selected_index=VIEWS.index(view))
@@ -139,6 +140,8 @@ class MonitorApp:
         _set(self.core, tables.table(core, "Core memory blocks", missing="no core_memory.json yet (agent not started)"))
         _set(self.journal, tables.table(pd.DataFrame({"line": snap.journal[::-1]}), "Recent journal lines",
                                         missing=""))
+        _set(self.webhooks, tables.table(snap.webhooks, "Webhook signals in (newest 50)",
+                                         missing="no webhook endpoint yet (ConnectionManager.add_webhook)"))
         _set(self.alerts, self._alerts(snap, equity))
         _set(self.health, self._health(snap))
 
@@ -190,6 +193,10 @@ class MonitorApp:
                          f"last heartbeat {tables.fmt(_utc(t.get('heartbeat_at')))} UTC")
         elif t and t.get("state") == "crashed":
             items.append(f"Trader (pid {t.get('pid')}) stopped on an error; see its log")
+        last_failure = (snap.deliveries or {}).get("last_failure")
+        if last_failure:
+            items.append(f"Alert delivery failed ({last_failure.get('event')} to {last_failure.get('target')}, "
+                         f"{last_failure.get('time')}): {last_failure.get('error') or last_failure.get('status')}")
         items += [f"Source unreadable — {e}" for e in snap.errors]
         if not items:
             return '<p class="memlab-missing">No alerts.</p>'
@@ -206,6 +213,8 @@ class MonitorApp:
                         f"{tables.fmt(_utc(t.get('heartbeat_at')))} UTC</li>")
         else:
             rows.append('<li class="memlab-missing">no trader heartbeat yet (trader_status.json not found)</li>')
+        if snap.deliveries is not None:
+            rows.append(f"<li>alerts out: {snap.deliveries['delivered']} delivered, {snap.deliveries['failed']} failed</li>")
         conns = _connections(snap)
         table = tables.table(conns, "Connections", missing="no connection health yet (connections.json not found)",
                              columns=["name", "kind", "venue", "state", "latency_ms", "latency_avg_ms", "errors",

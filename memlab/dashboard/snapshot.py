@@ -70,6 +70,30 @@ def read_orders(root: Path, *, limit: int = 200) -> pd.DataFrame | None:
     return frame
 
 
+def read_webhook_requests(root: Path, *, limit: int = 50) -> pd.DataFrame | None:
+    """The newest inbound webhook requests (time, webhook, source, status, reason, alert id)."""
+    conn = _ro(root / "webhooks.sqlite")
+    if conn is None:
+        return None
+    with conn:
+        rows = conn.execute("SELECT received_at, webhook, source, status, reason, alert_id FROM requests "
+                            "ORDER BY seq DESC LIMIT ?", (int(limit),)).fetchall()
+    frame = pd.DataFrame(rows, columns=["time", "webhook", "source", "status", "reason", "alert_id"])
+    frame["time"] = _utc(frame["time"])
+    return frame
+
+
+def read_deliveries(root: Path) -> dict[str, Any] | None:
+    """Outbound alert deliveries: how many were delivered and failed, and the last failure."""
+    path = root / "alert_deliveries.jsonl"
+    if not path.exists():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    failed = [r for r in records if r.get("outcome") in ("failed", "dropped")]
+    return {"delivered": sum(r.get("outcome") == "delivered" for r in records), "failed": len(failed),
+            "last_failure": failed[-1] if failed else None}
+
+
 def read_fills(root: Path, *, after_id: int = 0) -> pd.DataFrame | None:
     """Fills with id > ``after_id``, oldest first: time, price, amount, fee, realised P&L
     (sells). A refresh passes the last id it has, so it reads only what is new."""
@@ -161,6 +185,8 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
     trader: dict[str, Any] | None = None
     connections: dict[str, Any] | None = None
+    webhooks: pd.DataFrame | None = None
+    deliveries: dict[str, Any] | None = None
 
     @property
     def trader_live(self) -> bool:
@@ -215,4 +241,5 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         decisions=safe("decisions", read_decisions, root, limit=decisions), journal=lines, parameters=params,
         core_memory=safe("core memory", read_core_memory, root), errors=errors,
         trader=safe("trader status", read_status, root), connections=safe("connections", read_health, root),
+        webhooks=safe("webhooks", read_webhook_requests, root), deliveries=safe("alert deliveries", read_deliveries, root),
     )

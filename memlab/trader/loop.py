@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import ccxt
 import numpy as np
 import pandas as pd
 
@@ -49,7 +50,7 @@ from memlab.connector import MemGPTConnector
 from memlab.connectors import Bar, ConnectionManager, PaperConnection, ReplayFeed
 from memlab.connectors.brokers import BrokerConnection
 from memlab.memory import MemoryStores
-from memlab.memory.durable import begin_group, end_group, group_has_writes
+from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
 from memlab.trader.config import TraderConfig
 from memlab.trader.signals import SignalBook
@@ -122,6 +123,8 @@ class UnifiedMemGPTTrader:
         self.state = "crashed"  # until run() ends normally
         self._holding = True  # whether equity can have moved since the last look (fills set it)
         self._last_bar: Bar | None = None
+        self._last_analysis: dict[str, Any] = {}
+        self._tick = TickCommit()
 
     def __repr__(self) -> str:
         c = self.config
@@ -160,6 +163,7 @@ class UnifiedMemGPTTrader:
             self.books[symbol] = _Book(symbol, base, quote or c.quote_for(symbol), SignalBook(c.strategy, params, known))
         self.agent.repair_journal()
         await self._resume()
+        self.manager.signal_handler = self.handle_alert  # webhook alerts come in here
         self.heartbeat = Heartbeat(c.memory_path, {"mode": c.mode, "symbols": list(c.symbols), "strategy": c.strategy,
                                                    "broker": c.broker, "agent_id": c.agent_id})
         self.started_at = time.perf_counter()
@@ -283,22 +287,28 @@ class UnifiedMemGPTTrader:
         self._mark(bar)
 
     async def execute_trade(self, book: _Book, bar: Bar, action: str, features: dict[str, float], received: float,
-                            replaying_last: bool = False) -> dict[str, Any] | None:
-        """Score, size, place and log one signal (the seed's ``execute_trade``)."""
+                            replaying_last: bool = False, *, strategy: str | None = None, client_id: str | None = None,
+                            qty: float | None = None, when: pd.Timestamp | None = None) -> dict[str, Any] | None:
+        """Score, size, place and log one signal (the seed's ``execute_trade``). A webhook alert
+        comes with its own ``strategy``, ``client_id``, optional ``qty`` and time ``when``."""
         c, broker = self.config, self.broker
+        strategy = strategy or c.strategy
         self.counts["signals"] += 1
         if isinstance(broker, PaperConnection):
             broker.broker.flush()  # the bar is on disk before memory is written (see the module doc)
-        signal = {"symbol": book.symbol, "strategy": c.strategy, "action": action, "price": bar.close,
-                  "features": features, "time": pd.Timestamp(bar.time, unit="s", tz="UTC")}
+        signal = {"symbol": book.symbol, "strategy": strategy, "action": action, "price": bar.close,
+                  "features": features, "time": when if when is not None else pd.Timestamp(bar.time, unit="s", tz="UTC")}
         analysis = await self.mem_connector.analyze_signal(signal)
-        client_id = client_order_id(c.agent_id, book.symbol, bar.time, action.lower())
+        client_id = client_id or client_order_id(c.agent_id, book.symbol, bar.time, action.lower())
         order_params: dict[str, Any] = {"symbol": book.symbol, "side": action, "client_order_id": client_id}
-        if action == "BUY":
+        self._last_analysis = analysis
+        if action == "BUY" and qty is not None:
+            order_params["qty"] = qty
+        elif action == "BUY":
             cost = self._size(book, bar, analysis)
             if cost <= 0 or analysis["confidence"] < c.min_confidence:
                 self.counts["skipped"] += 1
-                line = {"Strategy": c.strategy, "Decision": "SKIP", "Confidence": round(analysis["confidence"], 4),
+                line = {"Strategy": strategy, "Decision": "SKIP", "Confidence": round(analysis["confidence"], 4),
                         "Bar": signal["time"].isoformat()}
                 if not replaying_last or not self._journalled("Bar", line["Bar"]):
                     self.agent.stores.journal.append(line, note=f"{book.symbol} BUY not taken: {analysis['reason'][:160]}")
@@ -316,7 +326,7 @@ class UnifiedMemGPTTrader:
             if c.take_profit:
                 order_params["take_profit"] = bar.close * (1 + c.take_profit)
         else:
-            order_params["qty"] = book.held
+            order_params["qty"] = book.held if qty is None else min(qty, book.held)
             await self._cancel_protection(book)
         order = await self.manager.execute_on_broker(c.broker, "place_order", order_params)
         self.latencies.append(time.perf_counter() - received)
@@ -338,12 +348,52 @@ class UnifiedMemGPTTrader:
             # An exit closes the entry's position; it is journalled, and its fill becomes the
             # entry decision's outcome (a long-only book has no separate SELL positions).
             self.agent.stores.journal.append(
-                {"Strategy": c.strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
+                {"Strategy": strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
                  "Order": client_id}, note=f"exit {book.symbol}")
         if not broker.simulated and order.get("status") == "closed":
             for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
                 await self._record_outcome(decision_id, pnl, cost, bar.time)
         return order
+
+    async def handle_alert(self, alert: Any) -> dict[str, Any]:
+        """A webhook alert (:class:`~memlab.webhooks.WebhookAlert`) as a signal: scored by the
+        agent from the latest bar's situation, sized and placed like a strategy signal, and
+        remembered; its alert id is the order's client id, so a replay is never a second
+        order. Raises :class:`~memlab.webhooks.AlertRejected` (nothing placed) when it cannot
+        be taken. Runs on the trader's event loop, between bars."""
+        from memlab.webhooks.alerts import AlertRejected
+
+        received = time.perf_counter()
+        book = self.books.get(alert.symbol) or next(
+            (b for b in self.books.values() if b.symbol.replace("/", "") == alert.symbol.replace("/", "")), None)
+        if book is None:
+            raise AlertRejected(422, f"unknown symbol {alert.symbol!r}: this trader trades {', '.join(self.books)}")
+        last = book.signals.last_row()
+        features = None if last is None else book.signals.features_at(last)
+        if last is None or features is None:
+            raise AlertRejected(422, f"not enough market data for {book.symbol} yet to judge the alert")
+        if alert.action == "BUY" and (book.held > 1e-12 or any(s == "buy" for s in book.pending.values())):
+            raise AlertRejected(409, f"already long {book.symbol} (or buying): a spot book holds one position")
+        if alert.action == "SELL" and book.held <= 1e-12:
+            raise AlertRejected(422, f"nothing to sell: no {book.base} held")
+        bar = Bar(float(book.signals.times[last]), book.last_close, book.last_close, book.last_close,
+                  alert.price or book.last_close)
+        cid = "wh-" + hashlib.sha1(f"{self.config.agent_id}|{alert.alert_id}".encode()).hexdigest()[:28]
+        try:
+            order = await self.execute_trade(book, bar, alert.action, features, received, strategy=alert.strategy,
+                                             client_id=cid, qty=alert.qty, when=pd.Timestamp(alert.time))
+        except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
+            raise AlertRejected(422, str(exc)) from None
+        finally:
+            # Durable before it is answered: one fsync for every alert of this loop tick,
+            # not at the next bar.
+            await self._tick.durable()
+        analysis = self._last_analysis
+        if order is None:
+            return {"status": "skipped", "confidence": analysis["confidence"], "reason": analysis["reason"]}
+        return {"status": "placed", "order_id": order["id"], "client_order_id": cid,
+                "decision_id": book.open_decision if alert.action == "BUY" else None,
+                "confidence": analysis["confidence"], "reason": analysis["reason"]}
 
     async def _cancel_protection(self, book: _Book) -> None:
         """Before a strategy exit: cancel the position's stop-loss / take-profit orders, which

@@ -61,6 +61,10 @@ class SignalBook:
         self._i = i + 1
         return bool(self.entry[i]), bool(self.exit[i]), i
 
+    def last_row(self) -> int | None:
+        """The row of the last bar :meth:`at` saw (None before the first)."""
+        return self._i - 1 if self._i > 0 else None
+
     def features_at(self, row: int) -> dict[str, float] | None:
         """Market features at ``row``; None while the indicators warm up."""
         if not self.ok[row]:

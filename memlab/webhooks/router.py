@@ -16,6 +16,7 @@ import ccxt
 import pandas as pd
 
 from memlab.features import FEATURE_NAMES, WARMUP_BARS, market_features
+from memlab.memory.durable import TickCommit, begin_group
 from memlab.webhooks.alerts import AlertRejected, WebhookAlert
 
 
@@ -25,6 +26,7 @@ class AlertRouter:
     def __init__(self, agent: Any, broker: Any, bars: Callable[[str], pd.DataFrame], *, quote: str = "USDT") -> None:
         self.agent, self.broker, self.bars, self.quote = agent, broker, bars, quote
         self._features: dict[str, tuple[pd.Timestamp, dict[str, float], float]] = {}
+        self._tick = TickCommit()
 
     def _situation(self, symbol: str) -> tuple[dict[str, float], float]:
         """Features of the symbol's latest bar (computed once per new bar) and its close."""
@@ -40,6 +42,15 @@ class AlertRouter:
         return cached[1], cached[2]
 
     async def __call__(self, alert: WebhookAlert) -> dict[str, Any]:
+        # The order and the memory writes of every alert handled in this loop tick are
+        # fsynced together before any of them is answered (group commit).
+        begin_group()
+        try:
+            return self._handle(alert)
+        finally:
+            await self._tick.durable()
+
+    def _handle(self, alert: WebhookAlert) -> dict[str, Any]:
         try:
             self.broker._market(alert.symbol)
         except ccxt.BadSymbol as exc:
