@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-bars", type=int, default=None)
     p.add_argument("--sync-interval", type=float, default=None, help="seconds of bars per fsync group (default: every bar)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument("--webhook-port", type=int, default=None, metavar="PORT",
+                   help="take signed alerts on http://127.0.0.1:PORT/signal (secret: $ALERTS_WEBHOOK_SECRET)")
+    p.add_argument("--alert-url", action="append", default=[], metavar="URL",
+                   help="post fills, adaptations, lessons, drawdowns, lost connections here (Slack/Discord/JSON; repeatable)")
     p.add_argument("--json", action="store_true", help="print the session report as JSON")
     p.set_defaults(func=_command)
 
@@ -96,13 +100,24 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return TraderConfig.from_env(**overrides)
 
 
-def _command(args: argparse.Namespace) -> int:
+async def _session(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    from memlab.connectors import ConnectionManager
     from memlab.trader import UnifiedMemGPTTrader
 
-    config = config_from_args(args)
-    trader = UnifiedMemGPTTrader(config)
+    manager = ConnectionManager(config.memory_path)
+    if args.webhook_port is not None:
+        server = await manager.add_webhook("alerts", {"port": args.webhook_port})
+        print(f"memlab paper: taking signed alerts at {server.url}")
+    if args.alert_url:
+        manager.add_alert_target(*args.alert_url)
+    trader = UnifiedMemGPTTrader(config, manager=manager)
     print(f"memlab paper: {trader!r}; memory in {config.memory_path}")
-    report = asyncio.run(trader.run(handle_signals=True))
+    return await trader.run(handle_signals=True)
+
+
+def _command(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    report = asyncio.run(_session(args, config))
     if args.json:
         print(json.dumps(report, default=str))
     else:
