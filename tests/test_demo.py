@@ -22,7 +22,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             assert Path(path).exists(), path
     assert f"Everything is under {out.resolve()}" in done.stdout
     session = json.loads((out / "paper_session.json").read_text())
-    assert abs(session["paper_return"] - session["backtest_return"]) < 1e-9  # paper reconciles with backtest
+    check = session["reconciliation"]
+    assert abs(check["paper_return"] - check["backtest_return"]) < 1e-9  # paper reconciles with backtest
+    assert session["report"]["state"] == "finished" and session["report"]["decisions"] > 0
     verify = subprocess.run([sys.executable, "-m", "memlab.cli", "memory", "--memory-path", str(out / "mem_knowledge"), "verify"],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout
