@@ -194,3 +194,40 @@ def test_the_trader_runs_live_through_ccxt_the_same_way_as_on_paper(tmp_path: Pa
 
 def test_bar_type_is_shared() -> None:
     assert Bar(1.0, 1, 2, 0.5, 1.5).close == 1.5
+
+
+def test_a_websocket_feed_yields_each_candle_once_it_has_closed(tmp_path: Path, emu: BinanceEmulator) -> None:
+    """ccxt.pro's own client subscribes to the emulator's kline stream (Binance's SUBSCRIBE
+    protocol over a real websocket); a candle is yielded when the next one starts."""
+    bars = synthetic_ohlcv(20, freq="1min", start="2024-01-01", seed=3)
+    rows = [(t.timestamp(), r) for t, r in zip(bars.index, bars.itertuples(), strict=True)]
+    for t, r in rows[:5]:
+        emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+
+    async def main() -> list[float]:
+        manager = await connect(tmp_path, emu)
+        try:
+            feed = await manager.add_data_feed("stream", {"symbols": ["BTCUSDT"], "source": "watch", "warmup": 5})
+            assert len(feed.history("BTC/USDT")) == 5
+
+            async def market() -> None:
+                while not emu._sockets:  # until the feed has subscribed
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+                for t, r in rows[5:]:
+                    emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+                    await asyncio.sleep(0.03)
+
+            pushing = asyncio.create_task(market())
+            seen = []
+            async for _symbol, bar in feed:
+                seen.append(bar.time)
+                if bar.time == rows[-2][0]:
+                    break
+            await pushing
+            return seen
+        finally:
+            await manager.close()
+
+    seen = asyncio.run(asyncio.wait_for(main(), 30))
+    assert seen == [t for t, _ in rows[5:-1]]  # the last candle is still forming

@@ -1,7 +1,7 @@
 """A Binance spot exchange on loopback, with faults on demand: ccxt's real client talks to it over HTTP.
 
 It serves the part of Binance's REST API (v3) that ccxt's ``binance`` calls for spot
-trading — ``exchangeInfo``, ``ticker/24hr``, ``klines``, signed ``order`` (POST, GET,
+trading (and the kline market stream ccxt.pro's ``watch_ohlcv`` subscribes to) — ``exchangeInfo``, ``ticker/24hr``, ``klines``, signed ``order`` (POST, GET,
 DELETE), ``openOrders`` and ``account`` — with Binance's HMAC-SHA256 request signatures,
 error codes and response shapes, so connection code is tested against the protocol
 rather than a mock. Matching is simple and deterministic: market orders fill at the
@@ -70,6 +70,7 @@ class BinanceEmulator:
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._sockets: list[tuple[web.WebSocketResponse, set[str]]] = []
         self.port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -92,6 +93,7 @@ class BinanceEmulator:
             ("GET", "openOrders", self._open_orders), ("GET", "account", self._account),
         ):
             app.router.add_route(method, f"{API}/{path}", self._guard(handler, private=path in ("order", "openOrders", "account")))
+        app.router.add_get("/ws/{stream}", self._websocket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -117,13 +119,15 @@ class BinanceEmulator:
 
         api = f"{self.url}{API}"
         # Every API family ccxt knows points here: anything not served is a 404, never the internet.
-        urls = dict.fromkeys(ccxt.binance().urls["api"], api)
+        urls: dict[str, Any] = dict.fromkeys(ccxt.binance().urls["api"], api)
+        urls["ws"] = {"spot": f"ws://127.0.0.1:{self.port}/ws"}
         return {"apiKey": self.api_key, "secret": self._secret, "enableRateLimit": False, "urls": {"api": urls},
                 "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
                 **extra}
 
     def manager_options(self) -> dict[str, Any]:
-        """Options for :meth:`ConnectionManager.add_broker_connection` to reach this emulator."""
+        """Options for :meth:`ConnectionManager.add_broker_connection` to reach this emulator
+        (REST and the websocket streams)."""
         cfg = self.ccxt_config()
         return {"urls": cfg["urls"]["api"], "options": cfg["options"], "rate_limit": False}
 
@@ -136,12 +140,40 @@ class BinanceEmulator:
         with self._lock:
             if time_s is not None:
                 self.klines[symbol].append([int(time_s * 1000), o, h, low, c, v])
+                self._broadcast(symbol, self.klines[symbol][-1])
             self.prices[symbol] = c
             for order in self.orders:
                 if order["symbol"] == symbol and order["status"] == "NEW":
                     limit = float(order["price"])
                     if (order["side"] == "BUY" and low <= limit) or (order["side"] == "SELL" and h >= limit):
                         self._fill(order, limit)
+
+    def _broadcast(self, symbol: str, k: list[float]) -> None:
+        """Send a kline event (Binance's stream shape) to the sockets subscribed to the symbol."""
+        stream = f"{self._id(symbol).lower()}@kline_1m"
+        event = {"e": "kline", "E": int(time.time() * 1000), "s": self._id(symbol),
+                 "k": {"t": k[0], "T": k[0] + 59_999, "s": self._id(symbol), "i": "1m", "f": 0, "L": 0,
+                       "o": str(k[1]), "h": str(k[2]), "l": str(k[3]), "c": str(k[4]), "v": str(k[5]), "n": 1,
+                       "x": True, "q": "0", "V": "0", "Q": "0", "B": "0"}}
+        for ws, streams in list(self._sockets):
+            if stream in streams and self._loop is not None:
+                asyncio.run_coroutine_threadsafe(ws.send_json(event), self._loop)
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        """Binance's market streams: ``{"method": "SUBSCRIBE", "params": [...], "id": n}``."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        streams: set[str] = set()
+        self._sockets.append((ws, streams))
+        try:
+            async for msg in ws:
+                request_doc = msg.json()
+                if request_doc.get("method") == "SUBSCRIBE":
+                    streams.update(request_doc.get("params", []))
+                    await ws.send_json({"result": None, "id": request_doc.get("id")})
+        finally:
+            self._sockets.remove((ws, streams))
+        return ws
 
     def fault(self, kind: str, *, path: str | None = None, method: str | None = None, times: int = 1,
               delay: float = 2.0) -> None:

@@ -222,10 +222,11 @@ class WatchFeed(PollingFeed):
 
     async def _watch(self, symbol: str, queue: asyncio.Queue[FeedItem]) -> None:
         failures = 0
+        forming: list[float] | None = None  # the newest candle seen: closed once a later one starts
         while True:
             try:
                 started = time.perf_counter()
-                candles = await self.pro.watch_ohlcv(symbol, self.timeframe)
+                candles = await self.pro.watch_ohlcv(symbol, self.timeframe)  # ccxt: the updates since the last call
                 self.health.success(self.name, time.perf_counter() - started)
                 failures = 0
             except Exception as exc:
@@ -233,9 +234,12 @@ class WatchFeed(PollingFeed):
                 self.health.failure(self.name, exc, retrying=True)
                 await asyncio.sleep(self.connection.policy.delay(min(failures, 6)))
                 continue
-            last = self._last.get(symbol)
-            # Every candle before the newest is closed; the newest is still forming.
-            for r in candles[:-1]:
-                if last is None or r[0] > last:
-                    self._last[symbol] = last = int(r[0])
-                    await queue.put((symbol, Bar(r[0] / 1000.0, float(r[1]), float(r[2]), float(r[3]), float(r[4]))))
+            for r in candles:
+                if forming is not None and r[0] > forming[0]:
+                    last = self._last.get(symbol)
+                    if last is None or forming[0] > last:
+                        self._last[symbol] = int(forming[0])
+                        await queue.put((symbol, Bar(forming[0] / 1000.0, float(forming[1]), float(forming[2]),
+                                                     float(forming[3]), float(forming[4]))))
+                if forming is None or r[0] >= forming[0]:
+                    forming = list(r)

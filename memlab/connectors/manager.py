@@ -237,6 +237,7 @@ class ConnectionManager:
                 raise ConfigurationError(f"{venue} has no sandbox/testnet in ccxt") from None
         if urls:
             exchange.urls["api"] = {**exchange.urls.get("api", {}), **urls}
+        exchange.memlab_overrides = {"urls": urls or {}, "options": config.get("options", {}), "sandbox": sandbox}
         return exchange
 
     def broker(self, name: str) -> BrokerConnection:
@@ -392,11 +393,15 @@ class ConnectionManager:
 
         ex = connection.exchange
         cls = getattr(ccxt_pro, ex.id, None)
-        if cls is None or not ex.has.get("watchOHLCV"):
+        if cls is None or not cls().has.get("watchOHLCV"):
             raise ConfigurationError(f"{ex.id} has no websocket candles in ccxt; use source='poll'")
-        pro = cls({"apiKey": ex.apiKey, "secret": ex.secret, "enableRateLimit": ex.enableRateLimit})
-        if getattr(ex, "isSandboxModeEnabled", False):
+        overrides = getattr(ex, "memlab_overrides", {})
+        pro = cls({"apiKey": ex.apiKey, "secret": ex.secret, "enableRateLimit": ex.enableRateLimit,
+                   "options": dict(overrides.get("options") or {})})
+        if overrides.get("sandbox"):
             pro.set_sandbox_mode(True)
+        if overrides.get("urls"):
+            pro.urls["api"] = {**pro.urls["api"], **overrides["urls"]}
         return pro
 
     def feed(self, name: str) -> Feed:
