@@ -117,13 +117,17 @@ def test_drawdown_within_the_limit_changes_nothing(mem, adapter):
 
 def test_new_volatility_regime_with_hysteresis(mem, adapter):
     assert adapter.observe_volatility(1.3) == []  # agitated, not yet a new regime
-    fired = adapter.observe_volatility(1.6)
+    assert adapter.observe_volatility(1.6) == []  # one reading in the high band is noise...
+    fired = adapter.observe_volatility(1.7)  # ...two in a row are a regime
     assert [a.trigger for a in fired] == ["volatility_regime"]
     assert mem.parameters.get("volatility_regime") == "high"
     assert mem.parameters.get("volatility_scale") == 0.5
     assert adapter.observe_volatility(1.3) == []  # above the exit band: stays high
+    assert adapter.observe_volatility(1.0) == []
     assert adapter.observe_volatility(1.0)[0].changes["volatility_regime"] == ("high", "normal")
     assert mem.parameters.get("volatility_scale") == 1.0
+    assert adapter.observe_volatility(0.5) == [] and adapter.observe_volatility(1.0) == []  # a dip, not a regime
+    assert adapter.observe_volatility(0.5) == []
     assert adapter.observe_volatility(0.5)[0].changes["volatility_regime"] == ("normal", "low")
 
 
@@ -154,7 +158,8 @@ def test_every_adaptation_shows_in_the_recommended_position_size(memory_dir: Pat
     )
     full = agent.analyze_signal(signal)["position_size"]
     assert full == pytest.approx(0.1)
-    agent.adapter.observe_volatility(2.0)  # high volatility: half size
+    agent.adapter.observe_volatility(2.0)
+    agent.adapter.observe_volatility(2.0)  # high volatility, confirmed: half size
     assert agent.analyze_signal(signal)["position_size"] == pytest.approx(0.05)
     agent.adapter.after_close(pd.DataFrame({"pnl": [-1.0] * 3, "return_pct": [-5.0] * 3}))  # drawdown: half risk
     assert agent.analyze_signal(signal)["position_size"] == pytest.approx(0.025)

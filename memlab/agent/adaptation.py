@@ -12,7 +12,8 @@ trigger                        fires when                             change
 ``win_rate_decay``             win rate < trained baseline - 0.10     ``position_size`` x 0.85
                                (but not < 0.45: that is ``win_rate``)
 ``volatility_regime``          short/long realised volatility enters  ``volatility_regime``;
-                               a new band (with hysteresis)           ``volatility_scale`` 0.5/1.0
+                               a new band (with hysteresis) on        ``volatility_scale`` 0.5/1.0
+                               ``regime_confirm`` observations running
 ``drawdown``                   drawdown of cumulative return > limit  ``risk_per_trade`` x 0.5
                                                                       (floor ``min_risk_per_trade``)
 ``drawdown_recovery``          drawdown back under half the limit     ``risk_per_trade`` = baseline
@@ -54,6 +55,7 @@ class AdaptationConfig:
     low_vol_enter: float = 0.6
     low_vol_exit: float = 0.8
     high_vol_scale: float = 0.5
+    regime_confirm: int = 2
     min_position_size: float = 0.01
     min_risk_per_trade: float = 0.0025
 
@@ -116,6 +118,7 @@ class Adapter:
         self.journal = journal
         self.config = config or AdaptationConfig()
         self.on_change = on_change
+        self._candidates: list[str] = []  # the regime each recent observation pointed to
         missing = {k: v for k, v in BASELINE.items() if k not in parameters.current()}
         if missing:
             parameters.update(missing, reason="initial agent parameters")
@@ -198,14 +201,9 @@ class Adapter:
             )
         return []
 
-    # -- market trigger --------------------------------------------------------------
-    def observe_volatility(self, vol_ratio: float) -> list[Adaptation]:
-        """Check for a new volatility regime from short- over long-run realised volatility."""
+    def _band(self, vol_ratio: float, current: str) -> str:
+        """The regime ``vol_ratio`` points to from ``current`` (hysteresis bands)."""
         cfg = self.config
-        if not math.isfinite(vol_ratio):
-            return []
-        p = self.params()
-        current = str(p["volatility_regime"])
         new = current
         if current == "normal":
             if vol_ratio >= cfg.high_vol_enter:
@@ -216,8 +214,29 @@ class Adapter:
             new = "low" if vol_ratio <= cfg.low_vol_enter else "normal"
         elif current == "low" and vol_ratio > cfg.low_vol_exit:
             new = "high" if vol_ratio >= cfg.high_vol_enter else "normal"
-        if new == current:
+        return new
+
+    def seed_observations(self, vol_ratios: list[float]) -> None:
+        """Recall the last observations (from the decision store) after a restart, so the
+        confirmation count goes on as if the process had never stopped."""
+        current = str(self.params()["volatility_regime"])
+        self._candidates = [self._band(v, current) for v in vol_ratios if math.isfinite(v)][-self.config.regime_confirm:]
+
+    # -- market trigger --------------------------------------------------------------
+    def observe_volatility(self, vol_ratio: float) -> list[Adaptation]:
+        """Check for a new volatility regime from short- over long-run realised volatility.
+
+        The regime changes when ``regime_confirm`` observations in a row fall in the new
+        band: one noisy reading is not a regime (on minute bars it would flap every trade)."""
+        cfg = self.config
+        if not math.isfinite(vol_ratio):
             return []
+        current = str(self.params()["volatility_regime"])
+        new = self._band(vol_ratio, current)
+        self._candidates = [*self._candidates, new][-cfg.regime_confirm:]
+        if new == current or len(self._candidates) < cfg.regime_confirm or any(c != new for c in self._candidates):
+            return []
+        self._candidates = []
         scale = cfg.high_vol_scale if new == "high" else 1.0
         return self._apply(
             "volatility_regime",

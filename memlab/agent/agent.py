@@ -108,6 +108,9 @@ class MemoryAgent:
             self.config.adaptation,
             on_change=self._adapted,
         )
+        recent = self.stores.decisions.frame(agent_id=agent_id, limit=self.config.adaptation.regime_confirm)
+        if "vol_ratio" in recent:
+            self.adapter.seed_observations(recent["vol_ratio"].astype(float).tolist())
         self.llm = llm
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
