@@ -175,3 +175,53 @@ def test_win_rate_trigger_keeps_working_when_the_history_window_slides(mem, adap
     # A cut at 20 trades, then one every 20 more, until the floor of 0.01 stops them:
     # 0.1 -> 0.07 -> 0.049 -> 0.0343 -> 0.024 -> 0.0168 -> 0.0118 -> 0.01.
     assert fired.count("win_rate") == 7 and mem.parameters.get("position_size") == pytest.approx(0.01)
+
+
+def test_the_agents_outcome_window_fires_the_same_triggers_as_a_frame(tmp_path: Path) -> None:
+    """The agent hands the triggers its in-memory window, not a DataFrame: same decisions,
+    same marks in the parameter history."""
+    from memlab.agent.adaptation import OutcomeWindow
+
+    times = pd.date_range("2025-01-01", periods=200, freq="h", tz="UTC")
+    frame = trades(30, 170)
+    frame["return_pct"] = frame["return_pct"] * 4  # deep enough for the drawdown trigger too
+    frame["closed_at"] = times
+    runs = []
+    for name in ("frame", "window"):
+        stores = MemoryStores(tmp_path / name)
+        adapter = Adapter(stores.parameters, stores.journal, AdaptationConfig(window=20, max_drawdown_pct=10.0))
+        window = OutcomeWindow(50)
+        fired = []
+        for n in range(1, 201):
+            row = frame.iloc[n - 1]
+            window.append(n, row["closed_at"].value, row["pnl"], row["return_pct"])
+            given = frame.iloc[max(0, n - 50) : n] if name == "frame" else window
+            fired += [(n, a.trigger, a.reason) for a in adapter.after_close(given)]
+        runs.append((fired, stores.parameters.current()))
+        stores.close()
+    assert runs[0] == runs[1]
+    assert {t for _, t, _ in runs[0][0]} >= {"win_rate", "drawdown"}
+
+
+def test_outcome_window_holds_the_newest_trades_however_many_closed() -> None:
+    """The triggers read the last ``trade_history`` closes: after thousands of appends the
+    window is exactly the newest ones, in order, with a missing return as NaN."""
+    from memlab.agent.adaptation import OutcomeWindow
+
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    rows = [(i, start + pd.Timedelta(minutes=i), float(i % 7 - 3), None if i % 5 == 0 else i / 10) for i in range(1, 1001)]
+    window = OutcomeWindow(64)
+    for decision_id, closed_at, pnl, ret in rows:
+        window.append(decision_id, closed_at.value, pnl, ret)
+    frame = window.frame()
+    newest = rows[-64:]
+    assert len(window) == 64 and window.last_id == 1000
+    assert frame["closed_at"].tolist() == [r[1] for r in newest]
+    assert frame["pnl"].tolist() == [r[2] for r in newest]
+    assert frame["return_pct"].isna().tolist() == [r[3] is None for r in newest]
+    # Rebuilt from the store's frame (a restarted agent): the same window.
+    stored = pd.DataFrame({"decision_id": [r[0] for r in rows], "closed_at": [r[1] for r in rows],
+                           "pnl": [r[2] for r in rows], "return_pct": [r[3] for r in rows]})
+    pd.testing.assert_frame_equal(OutcomeWindow.from_frame(stored, 64).frame(), frame)
+    with pytest.raises(ValueError, match="limit"):
+        OutcomeWindow(0)

@@ -49,6 +49,11 @@ def _rows(page, css: str) -> list[dict[str, str]]:  # type: ignore[no-untyped-de
     )
 
 
+def _wait_rows(page, css: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function("([css, n]) => document.querySelectorAll(`.${css} table tbody tr`).length === n",
+                           arg=[css, n], timeout=30_000)
+
+
 def test_browser_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -83,7 +88,14 @@ def test_browser_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path: Path
                 assert trader.wait(120) == 0
                 page.wait_for_function("() => document.querySelector('.memlab-banner').innerText"
                                        ".includes('Trader not running (finished)')", timeout=30_000)
-                time.sleep(1.5)  # one more refresh, so every table shows the final state
+                # The session is over, so the stores are final: wait until the page has caught
+                # up with them (a refresh may still be on its way on a loaded machine).
+                final = PaperBroker(root)
+                with MemoryStores(root) as mem:
+                    counts = {"decisions": len(mem.decisions.recent(50)), "open": len(final.fetch_open_orders()),
+                              "fills": len(final.fills())}
+                final.close()
+                _wait_rows(page, "memlab-decisions", counts["decisions"])
                 positions = _rows(page, "memlab-positions")
                 decisions = _rows(page, "memlab-decisions")
                 shot = tmp_path / "live_monitor.png"
@@ -91,12 +103,15 @@ def test_browser_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path: Path
                 print(f"screenshot: {shot}")
                 page.goto(url + "?view=trades", timeout=60_000)
                 page.wait_for_selector(".memlab-open-orders table tbody tr td", timeout=60_000)
+                _wait_rows(page, "memlab-open-orders", counts["open"])
                 open_orders = _rows(page, "memlab-open-orders")
                 closed = _rows(page, "memlab-orders")
                 page.screenshot(path=str(tmp_path / "live_monitor_trades.png"), full_page=True)
                 page.goto(url + "?view=metrics", timeout=60_000)
                 page.wait_for_selector(".memlab-performance .memlab-card", timeout=60_000)
                 page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+                page.wait_for_function("n => ((document.querySelector('.js-plotly-plot').data || [{}])[0].y || [])"
+                                       ".length === n", arg=counts["fills"], timeout=30_000)
                 plotted = page.eval_on_selector(".js-plotly-plot", "el => (el.data || [{}])[0].y || []")
                 page.screenshot(path=str(tmp_path / "live_monitor_metrics.png"), full_page=True)
             finally:

@@ -51,6 +51,22 @@ def test_limit_orders_fill_only_when_touched_and_cancel_releases_funds(tmp_path:
     assert b.fetch_order(order["id"])["status"] == "closed"
 
 
+
+def test_balance_reads_only_open_orders_however_long_the_history(tmp_path: Path) -> None:
+    """fetch_balance runs on every fill; on a long session's book (thousands of closed
+    orders) it must look up the open orders by index, not scan the history."""
+    from memlab.connectors.paper_broker import RESERVED_SQL
+
+    b = broker(tmp_path, fees=0.0, slippage=0.0)
+    for i in range(1, 301):
+        b.create_order("BTC/USDT", "market", "buy" if i % 2 else "sell", 1)
+        b.on_bar("BTC/USDT", Bar(60 * i, 100, 101, 99, 100))
+    b.create_order("BTC/USDT", "limit", "buy", 2, 90)
+    plan = " ".join(row[-1] for row in b._db.execute("EXPLAIN QUERY PLAN " + RESERVED_SQL,
+                                                         {"a": "USDT", "slip": 0.0, "fee": 0.0}))
+    assert "USING INDEX orders_live" in plan and "SCAN o" not in plan
+    assert b.fetch_balance()["used"]["USDT"] == pytest.approx(180)
+
 def test_stop_loss_and_take_profit_cancel_each_other(tmp_path: Path) -> None:
     b = broker(tmp_path, fees=0.0)
     b.create_order("BTC/USDT", "market", "buy", 10, params={"stopLoss": 95, "takeProfit": 110})

@@ -87,17 +87,86 @@ class Adaptation:
         }
 
 
-def _since_mark(trades: pd.DataFrame, mark: Any) -> tuple[int, Any]:
+class OutcomeWindow:
+    """The last ``limit`` closed outcomes (``closed_at`` in ns, ``pnl``, ``return_pct``), in
+    order of closing, kept in NumPy buffers: a close appends in O(1) and :meth:`frame` is a
+    view, so the triggers cost the same after 5,000 trades as after 5."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        self.limit = limit
+        self._ids = np.empty(2 * limit, np.int64)
+        self._times = np.empty(2 * limit, np.int64)
+        self._pnl = np.empty(2 * limit, float)
+        self._ret = np.empty(2 * limit, float)
+        self._end = 0
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, limit: int) -> OutcomeWindow:
+        """From :meth:`~memlab.memory.decisions.DecisionStore.outcomes`' frame."""
+        window = cls(limit)
+        frame = frame.iloc[-limit:]
+        n = len(frame)
+        times = pd.DatetimeIndex(pd.to_datetime(frame["closed_at"], utc=True)).tz_convert(None)
+        window._ids[:n] = frame["decision_id"].to_numpy(np.int64)
+        window._times[:n] = times.to_numpy("datetime64[ns]").view(np.int64)
+        window._pnl[:n] = frame["pnl"].to_numpy(float)
+        window._ret[:n] = frame["return_pct"].to_numpy(float)
+        window._end = n
+        return window
+
+    def __len__(self) -> int:
+        return min(self._end, self.limit)
+
+    @property
+    def last_id(self) -> int | None:
+        return int(self._ids[self._end - 1]) if self._end else None
+
+    def append(self, decision_id: int, closed_at_ns: int, pnl: float, return_pct: float | None) -> None:
+        if self._end == len(self._ids):  # full: keep the newest limit - 1, then add
+            keep = self.limit - 1
+            for buffer in (self._ids, self._times, self._pnl, self._ret):
+                buffer[:keep] = buffer[self._end - keep : self._end]
+            self._end = keep
+        i = self._end
+        self._ids[i], self._times[i], self._pnl[i] = decision_id, closed_at_ns, pnl
+        self._ret[i] = np.nan if return_pct is None else return_pct
+        self._end += 1
+
+    columns = ("closed_at", "pnl", "return_pct")
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        """A column of the window as a NumPy view (``closed_at`` as UTC ``datetime64[ns]``)."""
+        start = max(self._end - self.limit, 0)
+        if column == "closed_at":
+            return self._times[start : self._end].view("M8[ns]")
+        if column == "pnl":
+            return self._pnl[start : self._end]
+        if column == "return_pct":
+            return self._ret[start : self._end]
+        raise KeyError(column)
+
+    def frame(self) -> pd.DataFrame:
+        """``closed_at`` (UTC), ``pnl``, ``return_pct`` of the window, oldest first."""
+        return pd.DataFrame({"closed_at": pd.DatetimeIndex(self["closed_at"]).tz_localize("UTC"),
+                             "pnl": self["pnl"], "return_pct": self["return_pct"]}, copy=True)
+
+
+def _since_mark(trades: pd.DataFrame | OutcomeWindow, mark: Any) -> tuple[int, Any]:
     """How many trades closed after the last win-rate change, and the mark for this one.
 
     The mark is the last trade's ``closed_at`` (so it survives the history window
     sliding); frames without ``closed_at`` count by position.
     """
     if "closed_at" in trades.columns and len(trades):
-        closed = pd.to_datetime(trades["closed_at"], utc=True)
-        new_mark = closed.iloc[-1].isoformat()
+        closed = trades["closed_at"]
+        if not isinstance(closed, np.ndarray):  # a frame's column: any datetime-like, to UTC
+            closed = pd.DatetimeIndex(pd.to_datetime(closed, utc=True)).tz_convert(None).to_numpy("datetime64[ns]")
+        ns = closed.view(np.int64)
+        new_mark = pd.Timestamp(int(ns[-1]), tz="UTC").isoformat()
         if isinstance(mark, str):
-            return int((closed > pd.Timestamp(mark)).sum()), new_mark
+            return int((ns > pd.Timestamp(mark).value).sum()), new_mark
         return len(trades), new_mark
     previous = int(mark) if isinstance(mark, (int, float)) and not isinstance(mark, bool) else 0
     return len(trades) - previous, len(trades)
@@ -127,17 +196,19 @@ class Adapter:
         return {**BASELINE, **self.parameters.current()}
 
     # -- performance triggers ------------------------------------------------------
-    def after_close(self, trades: pd.DataFrame, *, baseline_win_rate: float | None = None) -> list[Adaptation]:
+    def after_close(self, trades: pd.DataFrame | OutcomeWindow, *,
+                    baseline_win_rate: float | None = None) -> list[Adaptation]:
         """Check the performance triggers on the agent's closed trades.
 
         ``trades`` has one row per closed trade, oldest first, with ``pnl`` and
-        ``return_pct`` (percent). ``baseline_win_rate`` is what training promised.
+        ``return_pct`` (percent), and ``closed_at`` when known: a DataFrame, or the agent's
+        :class:`OutcomeWindow`. ``baseline_win_rate`` is what training promised.
         """
         cfg = self.config
         out: list[Adaptation] = []
         p = self.params()
         n_closed = len(trades)
-        won = (trades["pnl"].to_numpy(dtype=float) > 0) if n_closed else np.empty(0, bool)
+        won = (np.asarray(trades["pnl"], dtype=float) > 0) if n_closed else np.empty(0, bool)
         since, mark = _since_mark(trades, p.get("win_rate_checked_at"))
         if n_closed >= cfg.window and since >= cfg.window:
             rate = float(won[-cfg.window :].mean())
@@ -174,7 +245,7 @@ class Adapter:
                     {"position_size": new, "win_rate_checked_at": mark},
                 )
         if n_closed:
-            out += self._drawdown(trades["return_pct"].to_numpy(dtype=float), p)
+            out += self._drawdown(np.asarray(trades["return_pct"], dtype=float), p)
         return out
 
     def _drawdown(self, returns_pct: np.ndarray, p: Mapping[str, Any]) -> list[Adaptation]:

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS orders (
     average REAL, fee REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,
     parent_id INTEGER, stop_loss REAL, take_profit REAL, reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS orders_open ON orders (symbol, status);
+CREATE INDEX IF NOT EXISTS orders_live ON orders (status) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL, bar_time REAL NOT NULL, price REAL NOT NULL,
     amount REAL NOT NULL, fee REAL NOT NULL, pnl REAL, UNIQUE (order_id, bar_time));
@@ -53,6 +54,18 @@ CREATE TABLE IF NOT EXISTS positions (
     symbol TEXT PRIMARY KEY, amount REAL NOT NULL, avg_price REAL NOT NULL, realized_pnl REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS prices (symbol TEXT PRIMARY KEY, time REAL NOT NULL, close REAL NOT NULL);
 """
+
+
+#: What open orders hold of an asset. It reads the open orders through ``orders_live`` (a
+#: partial index), so its cost does not grow with the book's history of closed orders.
+RESERVED_SQL = (
+    "SELECT "
+    " coalesce(sum(CASE WHEN o.side='buy' AND m.quote=:a THEN coalesce(o.cost, o.amount * "
+    "   (CASE WHEN o.type='limit' THEN o.price ELSE coalesce(p.close, 0) * (1 + :slip) END) * (1 + :fee)) END), 0),"
+    " coalesce(sum(CASE WHEN o.side='sell' AND m.base=:a THEN o.amount END), 0) "
+    "FROM orders o JOIN markets m ON m.symbol = o.symbol LEFT JOIN prices p ON p.symbol = o.symbol "
+    "WHERE o.status = 'open' AND o.parent_id IS NULL"
+)
 
 
 @dataclass(frozen=True)
@@ -228,15 +241,7 @@ class PaperBroker:
     def _reserved(self, asset: str) -> float:
         """What open orders hold: quote for buys (their cost, or amount at the limit or
         last price with fees), base for sells. One SQL aggregate, however many orders."""
-        row = self._db.execute(
-            "SELECT "
-            " coalesce(sum(CASE WHEN o.side='buy' AND m.quote=:a THEN coalesce(o.cost, o.amount * "
-            "   (CASE WHEN o.type='limit' THEN o.price ELSE coalesce(p.close, 0) * (1 + :slip) END) * (1 + :fee)) END), 0),"
-            " coalesce(sum(CASE WHEN o.side='sell' AND m.base=:a THEN o.amount END), 0) "
-            "FROM orders o JOIN markets m ON m.symbol = o.symbol LEFT JOIN prices p ON p.symbol = o.symbol "
-            "WHERE o.status = 'open' AND o.parent_id IS NULL",
-            {"a": asset, "slip": self.slippage, "fee": self.fees},
-        ).fetchone()
+        row = self._db.execute(RESERVED_SQL, {"a": asset, "slip": self.slippage, "fee": self.fees}).fetchone()
         return float(row[0]) + float(row[1])
 
     def fetch_balance(self) -> dict[str, dict[str, float]]:

@@ -173,10 +173,14 @@ class AuditTrail:
             size = handle.seek(0, os.SEEK_END)
             if size == 0:
                 return None
-            back = min(size, 65536)
-            handle.seek(size - back)
-            tail = handle.read(back)
-        lines = tail.rstrip(b"\n").split(b"\n")
+            back = 4096  # a record is a few hundred bytes: read more only for a longer one
+            while True:
+                back = min(size, back)
+                handle.seek(size - back)
+                lines = handle.read(back).rstrip(b"\n").split(b"\n")
+                if len(lines) > 1 or back == size:
+                    break
+                back *= 16
         try:
             return json.loads(lines[-1])
         except json.JSONDecodeError:
