@@ -130,7 +130,6 @@ def test_every_append_is_in_the_audit_trail(memory_dir: Path) -> None:
     assert len(records) == 2  # one record per durable write, batches included
 
 
-
 def test_audit_chain_holds_across_records_longer_than_a_read_block(memory_dir: Path) -> None:
     """Each record links to the one before it, found by reading the log's tail: a record
     of any length (here 20 kB and 100 kB ones) must not break the chain."""
@@ -139,6 +138,7 @@ def test_audit_chain_holds_across_records_longer_than_a_read_block(memory_dir: P
         mem.audit.record("notes.txt", "append", note="x" * size)
     assert [r["seq"] for r in mem.audit.entries()] == [1, 2, 3, 4, 5]
     assert mem.audit.chain_problems() == []
+
 
 def test_tail_returns_the_last_entries_with_their_line_numbers(memory_dir: Path) -> None:
     journal = CoreMemoryJournal(memory_dir)

@@ -51,7 +51,6 @@ def test_limit_orders_fill_only_when_touched_and_cancel_releases_funds(tmp_path:
     assert b.fetch_order(order["id"])["status"] == "closed"
 
 
-
 def test_balance_reads_only_open_orders_however_long_the_history(tmp_path: Path) -> None:
     """fetch_balance runs on every fill; on a long session's book (thousands of closed
     orders) it must look up the open orders by index, not scan the history."""
@@ -66,6 +65,7 @@ def test_balance_reads_only_open_orders_however_long_the_history(tmp_path: Path)
                                                          {"a": "USDT", "slip": 0.0, "fee": 0.0}))
     assert "USING INDEX orders_live" in plan and "SCAN o" not in plan
     assert b.fetch_balance()["used"]["USDT"] == pytest.approx(180)
+
 
 def test_stop_loss_and_take_profit_cancel_each_other(tmp_path: Path) -> None:
     b = broker(tmp_path, fees=0.0)

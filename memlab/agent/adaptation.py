@@ -87,16 +87,24 @@ class Adaptation:
         }
 
 
+def _utc_ns(values: Any) -> np.ndarray:
+    """Any datetime-like column (naive means UTC) as int64 nanoseconds since the epoch, UTC."""
+    times = pd.DatetimeIndex(pd.to_datetime(values, utc=True)).tz_convert(None)
+    return times.to_numpy("datetime64[ns]").view(np.int64)
+
+
 class OutcomeWindow:
     """The last ``limit`` closed outcomes (``closed_at`` in ns, ``pnl``, ``return_pct``), in
-    order of closing, kept in NumPy buffers: a close appends in O(1) and :meth:`frame` is a
+    order of closing, kept in NumPy buffers: a close appends in O(1) and a column is a
     view, so the triggers cost the same after 5,000 trades as after 5."""
+
+    columns = ("closed_at", "pnl", "return_pct")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self.limit = limit
-        self._ids = np.empty(2 * limit, np.int64)
+        self.last_id: int | None = None  # the newest outcome's decision id (a repeated close adds nothing)
         self._times = np.empty(2 * limit, np.int64)
         self._pnl = np.empty(2 * limit, float)
         self._ret = np.empty(2 * limit, float)
@@ -108,33 +116,27 @@ class OutcomeWindow:
         window = cls(limit)
         frame = frame.iloc[-limit:]
         n = len(frame)
-        times = pd.DatetimeIndex(pd.to_datetime(frame["closed_at"], utc=True)).tz_convert(None)
-        window._ids[:n] = frame["decision_id"].to_numpy(np.int64)
-        window._times[:n] = times.to_numpy("datetime64[ns]").view(np.int64)
+        window._times[:n] = _utc_ns(frame["closed_at"])
         window._pnl[:n] = frame["pnl"].to_numpy(float)
         window._ret[:n] = frame["return_pct"].to_numpy(float)
         window._end = n
+        window.last_id = int(frame["decision_id"].iloc[-1]) if n else None
         return window
 
     def __len__(self) -> int:
         return min(self._end, self.limit)
 
-    @property
-    def last_id(self) -> int | None:
-        return int(self._ids[self._end - 1]) if self._end else None
-
     def append(self, decision_id: int, closed_at_ns: int, pnl: float, return_pct: float | None) -> None:
-        if self._end == len(self._ids):  # full: keep the newest limit - 1, then add
+        if self._end == len(self._times):  # full: keep the newest limit - 1, then add
             keep = self.limit - 1
-            for buffer in (self._ids, self._times, self._pnl, self._ret):
+            for buffer in (self._times, self._pnl, self._ret):
                 buffer[:keep] = buffer[self._end - keep : self._end]
             self._end = keep
         i = self._end
-        self._ids[i], self._times[i], self._pnl[i] = decision_id, closed_at_ns, pnl
+        self._times[i], self._pnl[i] = closed_at_ns, pnl
         self._ret[i] = np.nan if return_pct is None else return_pct
         self._end += 1
-
-    columns = ("closed_at", "pnl", "return_pct")
+        self.last_id = decision_id
 
     def __getitem__(self, column: str) -> np.ndarray:
         """A column of the window as a NumPy view (``closed_at`` as UTC ``datetime64[ns]``)."""
@@ -161,9 +163,7 @@ def _since_mark(trades: pd.DataFrame | OutcomeWindow, mark: Any) -> tuple[int, A
     """
     if "closed_at" in trades.columns and len(trades):
         closed = trades["closed_at"]
-        if not isinstance(closed, np.ndarray):  # a frame's column: any datetime-like, to UTC
-            closed = pd.DatetimeIndex(pd.to_datetime(closed, utc=True)).tz_convert(None).to_numpy("datetime64[ns]")
-        ns = closed.view(np.int64)
+        ns = closed.view(np.int64) if isinstance(closed, np.ndarray) else _utc_ns(closed)  # window or frame
         new_mark = pd.Timestamp(int(ns[-1]), tz="UTC").isoformat()
         if isinstance(mark, str):
             return int((ns > pd.Timestamp(mark).value).sum()), new_mark
