@@ -39,11 +39,18 @@ def backtest_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
             "sweep table": out_dir / "sweep.csv"}
 
 
+#: Training sees GOOG up to here; the paper session trades only the bars after it.
+GOOG_CUTOFF = "2011-06-30"
+
+
 def nightly_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
-    """The nightly training notebook, run by papermill, trains GOOG and EURUSD into memory."""
+    """The nightly training notebook, run by papermill, trains GOOG (up to the cut-off) and
+    EURUSD into memory."""
     from memlab.training import run_nightly
 
-    run_dir = run_nightly({"symbols": ["GOOG", "EURUSD"], "strategy": "sma_cross", "memory_path": str(memory_path)},
+    print(f"  GOOG is trained on bars up to {GOOG_CUTOFF} only; later bars are kept unseen for the paper session")
+    run_dir = run_nightly({"symbols": ["GOOG", "EURUSD"], "strategy": "sma_cross", "memory_path": str(memory_path),
+                           "end": {"GOOG": GOOG_CUTOFF}},
                           out_root=out_dir / "runs", progress=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     for symbol, res in summary["symbols"].items():
@@ -92,15 +99,21 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     from memlab.memory import MemoryStores
     from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
 
+    from memlab.trader.cli import hold_out
+
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
-                          sizing="full", fees=0.0005, balance=100_000.0, feed={"sample": "GOOG", "warmup": 1448})
+                          sizing="full", fees=0.0005, balance=100_000.0, feed={"sample": "GOOG"})
+    config = hold_out(config, GOOG_CUTOFF)  # only the bars training never saw
     report = asyncio.run(UnifiedMemGPTTrader(config).run())
     check = reconcile_with_backtest(config)
     print(f"  {report['bars']} replayed GOOG bars with {check['params']}: {report['orders']} orders, "
           f"{report['decisions']} decisions scored and remembered, {report['outcomes']} outcomes learned; "
           f"{report['bars_per_second']:,.0f} bars/s, bar->order p99 {report['bar_to_order_ms_p99']:.2f} ms")
-    print(f"  paper return {check['paper_return']:+.2%}; backtest of the same bars {check['backtest_return']:+.2%} "
-          f"(difference {check['difference']:.1e})")
+    print(f"  paper return {check['paper_return']:+.2%}; backtest of the same unseen bars "
+          f"{check['backtest_return']:+.2%} (difference {check['difference']:.1e}); parameters fitted on GOOG up to "
+          f"{GOOG_CUTOFF}, judged on {check['bars']} bars after it")
+    if report["skipped"]:
+        print(f"  {report['skipped']} entries skipped: {report['skip_reasons']}")
     with MemoryStores(memory_path) as mem:
         last = mem.decisions.frame(agent_id="paper_demo", limit=1)
     if len(last):

@@ -88,11 +88,19 @@ def test_agent_sizing_spends_the_agents_position_size_and_skips_what_it_sizes_at
                                               params={"fast": 5, "slow": 20}, memory_path=tmp_path, sizing="agent",
                                               feed={"data": bars, "warmup": 200}))
     report = asyncio.run(trader.run())
-    # A new memory has no evidence: confidence is the prior 0.5, which sizes every entry at zero.
-    assert report["orders"] == 0 and report["skipped"] > 0
+    # A new memory has no evidence: the cold start trades at the base size, and says so.
+    assert report["orders"] > 0 and report["decisions"] > 0
     with MemoryStores(tmp_path) as mem:
+        first = mem.decisions.frame(agent_id="trader_001").iloc[0]
         skips = mem.journal.entries(where={"Decision": "SKIP"})
-    assert len(skips) == report["skipped"] and "prior" in str(skips[0])
+    assert first["reason"].startswith("no similar past decisions: prior only")
+    db = sqlite3.connect(tmp_path / "paper_broker.sqlite")
+    first_cost = db.execute("SELECT cost FROM orders WHERE side='buy' ORDER BY id LIMIT 1").fetchone()[0]
+    db.close()
+    assert first_cost == pytest.approx(0.1 * 10_000, rel=0.01)  # base size x starting equity
+    # What the agent sized at zero was skipped, each with its reason in the report and the journal.
+    assert report["skipped"] == sum(report["skip_reasons"].values()) == len(skips)
+    assert all("sized 0 by the agent" in str(e) or "below min_confidence" in str(e) for e in skips)
 
 
 def test_stop_loss_is_attached_and_risk_caps_the_entry(tmp_path: Path) -> None:

@@ -197,12 +197,14 @@ class Adapter:
 
     # -- performance triggers ------------------------------------------------------
     def after_close(self, trades: pd.DataFrame | OutcomeWindow, *,
-                    baseline_win_rate: float | None = None) -> list[Adaptation]:
+                    baseline_win_rate: float | None = None, at: Any = None) -> list[Adaptation]:
         """Check the performance triggers on the agent's closed trades.
 
         ``trades`` has one row per closed trade, oldest first, with ``pnl`` and
         ``return_pct`` (percent), and ``closed_at`` when known: a DataFrame, or the agent's
-        :class:`OutcomeWindow`. ``baseline_win_rate`` is what training promised.
+        :class:`OutcomeWindow`. ``baseline_win_rate`` is what training promised. ``at`` is
+        the market time of the close when replaying history (journal and parameter
+        history record it).
         """
         cfg = self.config
         out: list[Adaptation] = []
@@ -220,7 +222,7 @@ class Adapter:
                     "win_rate",
                     f"win rate {rate:.2f} over the last {cfg.window} closed trades < {cfg.min_win_rate}: "
                     f"position size x {cfg.size_cut}",
-                    {"position_size": new, "win_rate_checked_at": mark},
+                    {"position_size": new, "win_rate_checked_at": mark}, at,
                 )
             elif rate >= cfg.recovery_win_rate and size < base:
                 new = min(round(size / cfg.size_cut, 8), base)
@@ -228,7 +230,7 @@ class Adapter:
                     "win_rate_recovery",
                     f"win rate {rate:.2f} over the last {cfg.window} closed trades >= "
                     f"{cfg.recovery_win_rate}: position size back toward {base}",
-                    {"position_size": new, "win_rate_checked_at": mark},
+                    {"position_size": new, "win_rate_checked_at": mark}, at,
                 )
             elif (
                 baseline_win_rate is not None
@@ -242,13 +244,13 @@ class Adapter:
                     f"win rate {rate:.2f} over the last {cfg.window} closed trades is more than "
                     f"{cfg.decay_margin:.2f} below the trained baseline {baseline_win_rate:.2f}: "
                     f"position size x {cfg.decay_cut}",
-                    {"position_size": new, "win_rate_checked_at": mark},
+                    {"position_size": new, "win_rate_checked_at": mark}, at,
                 )
         if n_closed:
-            out += self._drawdown(np.asarray(trades["return_pct"], dtype=float), p)
+            out += self._drawdown(np.asarray(trades["return_pct"], dtype=float), p, at)
         return out
 
-    def _drawdown(self, returns_pct: np.ndarray, p: Mapping[str, Any]) -> list[Adaptation]:
+    def _drawdown(self, returns_pct: np.ndarray, p: Mapping[str, Any], at: Any = None) -> list[Adaptation]:
         cfg = self.config
         r = np.nan_to_num(returns_pct, nan=0.0)
         equity = np.cumprod(1.0 + r / 100.0)
@@ -262,13 +264,13 @@ class Adapter:
             return self._apply(
                 "drawdown",
                 f"drawdown {dd:.1f}% > limit {cfg.max_drawdown_pct:.1f}%: risk per trade x {cfg.risk_cut}",
-                {"risk_per_trade": new, "drawdown_mode": True},
+                {"risk_per_trade": new, "drawdown_mode": True}, at,
             )
         if reduced and dd < cfg.max_drawdown_pct / 2:
             return self._apply(
                 "drawdown_recovery",
                 f"drawdown {dd:.1f}% back under {cfg.max_drawdown_pct / 2:.1f}%: risk per trade back to {base}",
-                {"risk_per_trade": base, "drawdown_mode": False},
+                {"risk_per_trade": base, "drawdown_mode": False}, at,
             )
         return []
 
@@ -294,7 +296,7 @@ class Adapter:
         self._candidates = [self._band(v, current) for v in vol_ratios if math.isfinite(v)][-self.config.regime_confirm:]
 
     # -- market trigger --------------------------------------------------------------
-    def observe_volatility(self, vol_ratio: float) -> list[Adaptation]:
+    def observe_volatility(self, vol_ratio: float, *, at: Any = None) -> list[Adaptation]:
         """Check for a new volatility regime from short- over long-run realised volatility.
 
         The regime changes when ``regime_confirm`` observations in a row fall in the new
@@ -313,12 +315,14 @@ class Adapter:
             "volatility_regime",
             f"new volatility regime: short/long realised volatility {vol_ratio:.2f} -> {new} "
             f"(position scale {scale})",
-            {"volatility_regime": new, "volatility_scale": scale},
+            {"volatility_regime": new, "volatility_scale": scale}, at,
         )
 
     # -- writing ----------------------------------------------------------------------
-    def _apply(self, trigger: str, reason: str, values: dict[str, Any]) -> list[Adaptation]:
-        changes = self.parameters.update(values, reason=reason)
+    def _apply(self, trigger: str, reason: str, values: dict[str, Any], at: Any = None) -> list[Adaptation]:
+        # The parameter file is dated by the wall clock (its history is append-only); the
+        # market time of a replayed bar goes beside it, and on the journal line.
+        changes = self.parameters.update(values, reason=reason, market_time=at)
         visible = {k: v for k, v in changes.items() if k not in ("win_rate_checked_at",)}
         if not visible:
             return []
@@ -328,7 +332,7 @@ class Adapter:
         ]
         if events:
             events[0] = {**events[0], "Reason": reason}
-        self.journal.append_many(events)
+        self.journal.append_many([(at, e, ()) for e in events])
         adaptation = Adaptation(trigger, reason, visible)
         if self.on_change is not None:
             self.on_change(adaptation)

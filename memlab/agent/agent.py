@@ -13,7 +13,9 @@
 >>> signal = {"symbol": "BTCUSDT", "strategy": "momentum", "action": "BUY", "price": 65000.0, "features": f}
 >>> a = agent.analyze_signal(signal)
 >>> a["reason"]
-'no closed momentum BUYs in memory yet; confidence is the prior 0.50'
+'no similar past decisions: prior only (no closed momentum BUYs in memory yet; confidence 0.50), sized at the base size 0.1'
+>>> a["position_size"]
+0.1
 >>> i = agent.log_decision({**signal, "mem_confidence": a["confidence"]}, {"order_id": "o-1", "status": "filled"})
 >>> _ = agent.close_position(i, pnl=500.0, return_pct=0.77)
 >>> [str(e).split("] ")[1] for e in agent.stores.journal.tail(3)][0]
@@ -42,6 +44,7 @@ from memlab.agent.core_memory import CoreMemory
 from memlab.agent.signal import check_signal, signal_time, situation
 from memlab.errors import InvalidInputError
 from memlab.memory import Decision, MemoryStores
+from memlab.memory.decisions import IN_SAMPLE
 
 if TYPE_CHECKING:
     from memlab.agent.llm_brain import LLMBrain
@@ -107,9 +110,7 @@ class MemoryAgent:
             self.config.adaptation,
             on_change=self._adapted,
         )
-        recent = self.stores.decisions.frame(agent_id=agent_id, limit=self.config.adaptation.regime_confirm)
-        if "vol_ratio" in recent:
-            self.adapter.seed_observations(recent["vol_ratio"].astype(float).tolist())
+        self._volatility_seeded = False  # recalled from the store at the first decision (point in time)
         self.llm = llm
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -169,12 +170,15 @@ class MemoryAgent:
     def analyze_signal(self, signal: Mapping[str, Any]) -> Analysis:
         """Score a :class:`~memlab.agent.signal.Signal` with the default brain (never calls an LLM).
 
-        Returns ``{'confidence', 'reason', 'evidence', 'position_size'}``; raises
-        :class:`~memlab.agent.signal.InvalidSignalError` naming a bad field.
+        Point in time: a signal with a ``time`` (the bar's market time, when replaying) is
+        scored only from decisions made, and outcomes known, strictly before that time;
+        without one, from everything memory holds now. Returns ``{'confidence', 'reason',
+        'evidence', 'position_size'}``; raises :class:`~memlab.agent.signal.InvalidSignalError`
+        naming a bad field.
         """
         _, strategy, action = check_signal(signal)
         features = situation(signal)
-        return self.brain.score(strategy, action, features, base_size=self.base_size())
+        return self.brain.score(strategy, action, features, base_size=self.base_size(), as_of=_as_of(signal))
 
     async def analyze_signal_async(self, signal: Mapping[str, Any]) -> Analysis:
         """Score with the LLM brain when one is configured, else (or on its failure) the default."""
@@ -187,6 +191,7 @@ class MemoryAgent:
         if result["evidence"].get("brain") == "default" and "llm_error" in result["evidence"]:
             self._emit("error", {"source": "llm_brain", "message": result["evidence"]["llm_error"]})
         else:
+            # The model's confidence is its own judgement of the evidence: sized by it alone.
             result["position_size"] = round(self.brain.size_for(result["confidence"], self.base_size()), 8)
         return result
 
@@ -208,9 +213,10 @@ class MemoryAgent:
         confidence = _confidence(decision)
         reason = str(decision.get("mem_reason") or decision.get("reason") or "")
         status = str(result.get("status", "")).lower()
+        at = signal_time(decision) if decision.get("time") is not None else None  # market time when replaying
         if status in NOT_OPENED:
             self.stores.journal.append(
-                {"Strategy": strategy, "Decision": action, "Confidence": round(confidence, 4), "Order": status}
+                {"Strategy": strategy, "Decision": action, "Confidence": round(confidence, 4), "Order": status}, at=at
             )
             self._emit("decision", {"decision_id": None, "symbol": symbol, "action": action, "status": status})
             return None
@@ -222,6 +228,7 @@ class MemoryAgent:
                 return existing  # logged before (a retried call, or a restarted trader): once is enough
         price = result.get("price", decision.get("price"))
         meta = {"order": _json_safe({k: v for k, v in result.items() if k not in ("pnl", "return_pct", "closed_at")})}
+        decided_at = signal_time(decision)
         decision_id = self.stores.decisions.record(
             Decision(
                 symbol=symbol,
@@ -231,13 +238,14 @@ class MemoryAgent:
                 reason=reason,
                 features=features,
                 agent_id=self.agent_id,
-                decided_at=signal_time(decision),
+                decided_at=decided_at,
                 price=float(price) if price is not None else None,
                 key=key,
                 meta=meta,
             )
         )
-        self.stores.journal.append_many(self._decision_lines(strategy, action, confidence, decision, price, decision_id))
+        self.stores.journal.append_many(
+            [(at, e, ()) for e in self._decision_lines(strategy, action, confidence, decision, price, decision_id)])
         self._emit(
             "decision",
             {
@@ -250,7 +258,14 @@ class MemoryAgent:
                 "status": status or "open",
             },
         )
-        self.adapter.observe_volatility(features["vol_ratio"])
+        if not self._volatility_seeded:
+            # The observations before this decision, as they were then (not ones a later run wrote).
+            before = self.stores.decisions.frame(agent_id=self.agent_id, limit=self.config.adaptation.regime_confirm,
+                                                 until=pd.Timestamp(decided_at) - pd.Timedelta(microseconds=1))
+            if "vol_ratio" in before:
+                self.adapter.seed_observations(before["vol_ratio"].astype(float).tolist())
+            self._volatility_seeded = True
+        self.adapter.observe_volatility(features["vol_ratio"], at=at)
         if result.get("pnl") is not None:
             self.close_position(
                 decision_id,
@@ -270,7 +285,11 @@ class MemoryAgent:
         notes: str = "",
     ) -> list[Adaptation]:
         """Attach the outcome to a logged decision, then learn and adapt; returns the adaptations.
-        Closing a decision already closed with this outcome again changes nothing."""
+        Closing a decision already closed with this outcome again changes nothing.
+
+        ``closed_at`` is when the outcome became known: the market time of the exit's fill
+        when replaying (now when not given). Learning and adaptation then see memory as it
+        stood at that time, and the journal lines carry it."""
         store = self.stores.decisions
         before = store.get(decision_id).outcome
         store.close_outcome(decision_id, pnl=pnl, return_pct=return_pct, closed_at=closed_at, notes=notes)
@@ -278,22 +297,31 @@ class MemoryAgent:
             return []
         stored = store.get(decision_id)
         won = pnl > 0
-        self.brain.priors.record(stored.strategy, stored.action, won)
-        self.stores.journal.append_many([self._outcome_line(stored)])
+        known = pd.Timestamp(stored.outcome.closed_at)  # type: ignore[union-attr]
+        at = known if closed_at is not None else None
+        # What is known at the close includes the close itself: "as of" just after it.
+        as_of = known.timestamp() + 1e-6
+        if self.config.brain.use_in_sample or stored.meta.get("sample") != IN_SAMPLE:
+            self.brain.priors.record(stored.strategy, stored.action, won, known.timestamp())
+        line = self._outcome_line(stored)
+        self.stores.journal.append_many([(at, line[1], line[2])])
         self._emit("decision", {"decision_id": decision_id, "status": "closed", "pnl": pnl, "return_pct": return_pct})
         features = {k: float(v) for k, v in dict(stored.features).items()}  # type: ignore[union-attr]
-        self._maybe_learn(stored.strategy, stored.action, features)
+        self._maybe_learn(stored.strategy, stored.action, features, as_of=as_of, at=at)
         baseline = self.config.baseline_win_rate
         if baseline is None:
-            baseline = self.brain.priors.overall(math.nan)
-        return self.adapter.after_close(self._recent_outcomes(stored), baseline_win_rate=baseline)
+            baseline = self.brain.priors.overall(math.nan, as_of)
+        return self.adapter.after_close(self._recent_outcomes(stored), baseline_win_rate=baseline, at=at)
 
     def _recent_outcomes(self, stored: Any) -> OutcomeWindow:
         """This agent's last ``trade_history`` outcomes, kept in memory after the first read
-        (the triggers run on every close; re-reading thousands of rows each time would not do)."""
+        (the triggers run on every close; re-reading thousands of rows each time would not do).
+        The first read takes those known by this close, not ones a later run stored."""
         outcome = stored.outcome
         if self._outcomes is None or outcome is None:
-            frame = self.stores.decisions.outcomes(agent_id=self.agent_id, limit=self.config.trade_history)
+            until = None if outcome is None else outcome.closed_at
+            frame = self.stores.decisions.outcomes(agent_id=self.agent_id, limit=self.config.trade_history,
+                                                   until=until)
             self._outcomes = OutcomeWindow.from_frame(frame, self.config.trade_history)
         elif self._outcomes.last_id != stored.id:
             self._outcomes.append(stored.id, pd.Timestamp(outcome.closed_at).value, float(outcome.pnl),
@@ -343,10 +371,11 @@ class MemoryAgent:
         for decision_id in recent["id"].tolist():
             stored = self.stores.decisions.get(int(decision_id))
             if ("entry", str(stored.id)) not in seen:
-                events += self._decision_lines(stored.strategy, stored.action, stored.confidence,
-                                               {}, stored.price, stored.id)
+                events += [(stored.decided_at, e, ()) for e in self._decision_lines(
+                    stored.strategy, stored.action, stored.confidence, {}, stored.price, stored.id)]
             if stored.outcome is not None and ("P&L", str(stored.id)) not in seen:
-                events.append(self._outcome_line(stored))
+                _, fields, notes = self._outcome_line(stored)
+                events.append((stored.outcome.closed_at, fields, notes))
         if events:
             self.stores.journal.append_many(events)
             log.warning("journal repaired: %d event(s) of decisions stored before a crash", len(events))
@@ -358,11 +387,12 @@ class MemoryAgent:
         return frame.sort_values("closed_at", kind="stable")
 
     # -- learning ------------------------------------------------------------------------
-    def _maybe_learn(self, strategy: str, action: str, features: Mapping[str, float]) -> None:
+    def _maybe_learn(self, strategy: str, action: str, features: Mapping[str, float], *,
+                     as_of: float | None = None, at: Any = None) -> None:
         from scipy.special import bdtr, bdtrc
         from scipy.stats import binomtest
 
-        ev = self.brain.evidence(strategy, action, features)
+        ev = self.brain.evidence(strategy, action, features, as_of=as_of)
         cfg = self.config
         if ev.n < cfg.lesson_min_similar or not 0 < ev.prior < 1:
             return
@@ -385,7 +415,8 @@ class MemoryAgent:
             f"{'won' if better else 'lost'} more often: "
             f"{ev.wins} of {ev.n} similar trades won{mean}, against {ev.prior:.0%} overall (p={p_value:.1g})"
         )
-        self.remember(f"Learned: {body}", tags=[strategy, action, regime, trend], key=key, journal_key="Learned", journal_text=body)
+        self.remember(f"Learned: {body}", tags=[strategy, action, regime, trend], key=key, journal_key="Learned",
+                      journal_text=body, at=at)
         self._emit("lesson", {"text": f"Learned: {body}", "key": key, "p_value": p_value})
 
     def remember(
@@ -396,16 +427,22 @@ class MemoryAgent:
         key: str | None = None,
         journal_key: str = "Archival Memory",
         journal_text: str | None = None,
+        at: Any = None,
     ) -> int:
-        """Insert a passage into archival memory and journal it; returns the passage id."""
+        """Insert a passage into archival memory and journal it (at market time ``at`` when
+        replaying); returns the passage id."""
         pid = self.archival.insert(text, tags=tags or [], key=key)
-        self.stores.journal.append({journal_key: journal_text or text})
+        self.stores.journal.append({journal_key: journal_text or text}, at=at)
         return pid
 
     # -- reporting -------------------------------------------------------------------------
-    def calibration(self, *, all_agents: bool = False, bins: int = 10, baseline: float | None = None) -> CalibrationReport:
-        """Confidence vs realised win rate over this agent's closed decisions (all agents' if asked)."""
+    def calibration(self, *, all_agents: bool = False, bins: int = 10, baseline: float | None = None,
+                    as_of: Any = None) -> CalibrationReport:
+        """Confidence vs realised win rate over this agent's closed decisions (all agents' if
+        asked), counting only outcomes known strictly before ``as_of`` when given."""
         frame = self.stores.decisions.frame(closed=True, agent_id=None if all_agents else self.agent_id)
+        if as_of is not None:
+            frame = frame[frame["closed_at"] < _utc_timestamp(as_of)]
         return calibrate(frame["confidence"].to_numpy(), (frame["pnl"] > 0).to_numpy(), bins=bins, baseline=baseline)
 
     def status(self) -> dict[str, Any]:
@@ -419,6 +456,16 @@ class MemoryAgent:
             "core_memory": {b.label: f"{len(b.value)}/{b.limit}" for b in self.core.blocks().values()},
             "llm": self.llm is not None,
         }
+
+
+def _utc_timestamp(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _as_of(signal: Mapping[str, Any]) -> float | None:
+    """The point in time a signal is scored at: its ``time`` (epoch seconds), or None (now)."""
+    return None if signal.get("time") is None else signal_time(signal).timestamp()
 
 
 def _as_mapping(result: Any) -> dict[str, Any]:

@@ -17,7 +17,6 @@ The reason cites the evidence a person can check:
 from __future__ import annotations
 
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from memlab.memory import DecisionStore, Neighbourhood
+from memlab.memory.decisions import read_closed_outcomes
 
 
 class Analysis(TypedDict):
@@ -47,7 +47,13 @@ class BrainConfig:
     - ``half_life_days``: a decision this much older than the newest neighbour counts half.
     - ``default_prior``: the prior before a strategy/action has any closed decision.
     - ``full_size_confidence``: the confidence at which the full position size is used;
-      size falls linearly to zero at 0.5 (no edge).
+      size falls linearly to zero at 0.5 (no edge). With no similar past decision at all
+      (a cold start), the size is the base size: the agent trades, and so learns.
+    - ``explore_evidence``: while the evidence weighs less than this many similar trades,
+      the size is at least the base size times the share still missing (so one early loss
+      does not stop a situation from ever being traded, and so learned, again).
+    - ``use_in_sample``: also learn from training's in-sample experience (trades on the
+      bars its parameters were chosen on, which flatter them). Off by default.
     """
 
     k: int = 30
@@ -55,6 +61,8 @@ class BrainConfig:
     half_life_days: float = 90.0
     default_prior: float = 0.5
     full_size_confidence: float = 0.75
+    explore_evidence: float = 10.0
+    use_in_sample: bool = False
 
 
 def volatility_label(features: Mapping[str, float]) -> str:
@@ -105,69 +113,100 @@ def _round(x: float, nd: int = 4) -> float | None:
     return None if not math.isfinite(x) else round(float(x), nd)
 
 
+class _Outcomes:
+    """One (strategy, action)'s closing times, sorted, with the running count of wins."""
+
+    def __init__(self, times: np.ndarray, won: np.ndarray) -> None:
+        order = np.argsort(times, kind="stable")
+        self.n = len(times)
+        cap = max(64, 2 * self.n)
+        self._times = np.empty(cap)
+        self._wins = np.empty(cap, np.int64)
+        self._times[: self.n] = times[order]
+        self._wins[: self.n] = np.cumsum(won[order].astype(np.int64))
+
+    def append(self, time_: float, won: bool) -> None:
+        if self.n and time_ < self._times[self.n - 1]:  # out of order (rare): rebuild sorted
+            times = np.append(self._times[: self.n], time_)
+            wins = np.diff(self._wins[: self.n], prepend=0)
+            self.__init__(times, np.append(wins, int(won)))  # type: ignore[misc]
+            return
+        if self.n == len(self._times):
+            self._times = np.resize(self._times, 2 * self.n)
+            self._wins = np.resize(self._wins, 2 * self.n)
+        self._times[self.n] = time_
+        self._wins[self.n] = (self._wins[self.n - 1] if self.n else 0) + int(won)
+        self.n += 1
+
+    def count(self, as_of: float | None) -> tuple[int, int]:
+        """``(closed, won)`` among outcomes known strictly before ``as_of`` (all for None)."""
+        n = self.n if as_of is None else int(np.searchsorted(self._times[: self.n], as_of, "left"))
+        return n, int(self._wins[n - 1]) if n else 0
+
+
 class PriorTable:
-    """Overall win rate per (strategy, action) over closed decisions, cached.
+    """Overall win rate per (strategy, action) over closed decisions, point in time, cached.
 
     Read through a separate read-only connection (WAL readers never block the writer).
     Outcomes this process closes are counted in as they happen (:meth:`record`); the
     whole table is re-read after :meth:`invalidate` or every ``refresh_seconds`` (so
-    decisions another process, such as nightly training, adds are seen too).
+    decisions another process, such as nightly training, adds are seen too). Every
+    count can be taken ``as_of`` a time: only outcomes known strictly before it count.
+    ``include_in_sample=False`` leaves out training's in-sample experience.
     """
 
-    def __init__(self, store: DecisionStore, *, refresh_seconds: float = 300.0) -> None:
+    def __init__(self, store: DecisionStore, *, refresh_seconds: float = 300.0,
+                 include_in_sample: bool = True) -> None:
         self._path = store.path
         self._lock = threading.Lock()
-        self._rates: dict[tuple[str, str], tuple[int, int]] | None = None
+        self._series: dict[tuple[str, str], _Outcomes] | None = None
         self._loaded_at = 0.0
         self._refresh_seconds = refresh_seconds
+        self._include_in_sample = include_in_sample
 
     def invalidate(self) -> None:
         with self._lock:
-            self._rates = None
+            self._series = None
 
-    def rate(self, strategy: str | None, action: str, default: float) -> tuple[float, int]:
-        """``(win rate, closed count)`` for the pair (all strategies when ``strategy`` is None)."""
+    def _table(self) -> dict[tuple[str, str], _Outcomes]:
         with self._lock:
-            if self._rates is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
-                self._rates = self._load()
-            rates = self._rates
+            if self._series is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+                self._series = self._load()
+            return self._series
+
+    def rate(self, strategy: str | None, action: str, default: float,
+             as_of: float | None = None) -> tuple[float, int]:
+        """``(win rate, closed count)`` for the pair (all strategies when ``strategy`` is None)."""
+        series = self._table()
         if strategy is None:
-            pairs = [v for (s, a), v in rates.items() if a == action]
-            n = sum(p[0] for p in pairs)
-            wins = sum(p[1] for p in pairs)
+            counts = [v.count(as_of) for (_, a), v in series.items() if a == action]
         else:
-            n, wins = rates.get((strategy, action), (0, 0))
+            counts = [series[(strategy, action)].count(as_of)] if (strategy, action) in series else []
+        n = sum(c[0] for c in counts)
+        wins = sum(c[1] for c in counts)
         return (wins / n if n else default), n
 
-    def record(self, strategy: str, action: str, won: bool) -> None:
-        """Count one newly closed decision without re-reading the store."""
+    def record(self, strategy: str, action: str, won: bool, closed_at: float = -math.inf) -> None:
+        """Count one newly closed decision (known at ``closed_at``, epoch seconds) without
+        re-reading the store."""
         with self._lock:
-            if self._rates is not None:
-                n, w = self._rates.get((strategy, action), (0, 0))
-                self._rates[(strategy, action)] = (n + 1, w + int(won))
+            if self._series is not None:
+                if (strategy, action) not in self._series:
+                    self._series[(strategy, action)] = _Outcomes(np.empty(0), np.empty(0, np.int64))
+                self._series[(strategy, action)].append(closed_at, won)
 
-    def overall(self, default: float) -> float:
-        """Win rate over every closed decision in the store."""
-        with self._lock:
-            if self._rates is None:
-                self._rates = self._load()
-            n = sum(v[0] for v in self._rates.values())
-            w = sum(v[1] for v in self._rates.values())
+    def overall(self, default: float, as_of: float | None = None) -> float:
+        """Win rate over every closed decision in the store (known before ``as_of``)."""
+        counts = [v.count(as_of) for v in self._table().values()]
+        n = sum(c[0] for c in counts)
+        w = sum(c[1] for c in counts)
         return w / n if n else default
 
-    def _load(self) -> dict[tuple[str, str], tuple[int, int]]:
+    def _load(self) -> dict[tuple[str, str], _Outcomes]:
         self._loaded_at = time.monotonic()
-        if not self._path.exists():
-            return {}
-        conn = sqlite3.connect(f"{self._path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-        try:
-            rows = conn.execute(
-                "SELECT d.strategy, d.action, count(*), sum(o.pnl > 0) FROM decisions d "
-                "JOIN outcomes o ON o.decision_id = d.id GROUP BY d.strategy, d.action"
-            ).fetchall()
-        finally:
-            conn.close()
-        return {(s, a): (int(n), int(w or 0)) for s, a, n, w in rows}
+        frame = read_closed_outcomes(self._path, include_in_sample=self._include_in_sample)
+        return {(s, a): _Outcomes(g["closed_at"].to_numpy(np.float64), g["won"].to_numpy(np.int64))
+                for (s, a), g in frame.groupby(["strategy", "action"], sort=False)}
 
 
 class DefaultBrain:
@@ -190,18 +229,21 @@ class DefaultBrain:
     def __init__(self, store: DecisionStore, config: BrainConfig | None = None) -> None:
         self.store = store
         self.config = config or BrainConfig()
-        self.priors = PriorTable(store)
+        self.priors = PriorTable(store, include_in_sample=self.config.use_in_sample)
 
-    def evidence(self, strategy: str | None, action: str, features: Mapping[str, float]) -> Evidence:
-        """The weighted outcomes of the ``k`` most similar closed decisions."""
+    def evidence(self, strategy: str | None, action: str, features: Mapping[str, float],
+                 *, as_of: float | None = None) -> Evidence:
+        """The weighted outcomes of the ``k`` most similar closed decisions, as they were
+        known strictly before ``as_of`` (epoch seconds; None: everything in memory)."""
         cfg = self.config
-        hood = self.store.neighbourhood(features, cfg.k, strategy=strategy, action=action, closed_only=True)
-        rate, n = self.priors.rate(strategy, action, cfg.default_prior)
+        hood = self.store.neighbourhood(features, cfg.k, strategy=strategy, action=action, closed_only=True,
+                                        as_of=as_of, include_in_sample=cfg.use_in_sample)
+        rate, n = self.priors.rate(strategy, action, cfg.default_prior, as_of)
         # The prior is itself an estimate: shrink it toward the default while it rests on few trades.
         prior = (rate * n + cfg.prior_strength * cfg.default_prior) / (n + cfg.prior_strength)
-        return self._weigh(hood, prior)
+        return self._weigh(hood, prior, as_of)
 
-    def _weigh(self, hood: Neighbourhood, prior: float) -> Evidence:
+    def _weigh(self, hood: Neighbourhood, prior: float, as_of: float | None = None) -> Evidence:
         cfg = self.config
         if len(hood) == 0:
             return Evidence(0, 0, math.nan, math.nan, 0.0, prior, prior)
@@ -209,7 +251,8 @@ class DefaultBrain:
         # Closeness: 1 at the nearest neighbour's distance scale, falling off smoothly.
         scale = max(float(np.median(hood.distance)), 1e-9)
         w_near = 1.0 / (1.0 + (hood.distance / scale) ** 2)
-        age_days = (hood.decided_at.max() - hood.decided_at) / 86400.0
+        now = hood.decided_at.max() if as_of is None else as_of
+        age_days = (now - hood.decided_at) / 86400.0
         w_recent = 0.5 ** (age_days / cfg.half_life_days)
         w = w_near * w_recent
         wsum = float(w.sum())
@@ -231,16 +274,31 @@ class DefaultBrain:
             mean_distance=float(hood.distance.mean()),
         )
 
-    def size_for(self, confidence: float, base_size: float) -> float:
-        """Position size: ``base_size`` at ``full_size_confidence`` and above, zero at 0.5 and below."""
+    def size_for(self, confidence: float, base_size: float, *, similar: int | None = None,
+                 evidence_weight: float | None = None) -> float:
+        """Position size: ``base_size`` at ``full_size_confidence`` and above, zero at 0.5 and
+        below; ``base_size`` on a cold start (``similar == 0``: nothing to judge by yet), and
+        at least :meth:`exploration` of it while the evidence is thin."""
+        if similar == 0:
+            return float(base_size)
         span = max(self.config.full_size_confidence - 0.5, 1e-9)
-        return float(base_size * min(max((confidence - 0.5) / span, 0.0), 1.0))
+        by_confidence = base_size * min(max((confidence - 0.5) / span, 0.0), 1.0)
+        return float(max(by_confidence, base_size * self.exploration(evidence_weight)))
+
+    def exploration(self, evidence_weight: float | None) -> float:
+        """The share of the base size kept while evidence is thin: 1 with none, falling
+        linearly to 0 at ``explore_evidence`` similar trades' worth."""
+        if evidence_weight is None or self.config.explore_evidence <= 0:
+            return 0.0
+        return max(0.0, 1.0 - evidence_weight / self.config.explore_evidence)
 
     def score(
-        self, strategy: str | None, action: str, features: Mapping[str, float], *, base_size: float
+        self, strategy: str | None, action: str, features: Mapping[str, float], *, base_size: float,
+        as_of: float | None = None,
     ) -> Analysis:
-        """Confidence, reason, evidence and position size for one signal."""
-        ev = self.evidence(strategy, action, features)
+        """Confidence, reason, evidence and position size for one signal, from what memory
+        knew strictly before ``as_of`` (epoch seconds; None: everything it holds)."""
+        ev = self.evidence(strategy, action, features, as_of=as_of)
         return self.analysis(ev, strategy, action, features, base_size=base_size)
 
     def analysis(
@@ -254,9 +312,11 @@ class DefaultBrain:
     ) -> Analysis:
         regime = volatility_label(features)
         what = f"{strategy} {action}s" if strategy else f"{action}s"
+        size = self.size_for(ev.confidence, base_size, similar=ev.n, evidence_weight=ev.effective_n)
         if ev.n == 0:
             reason = (
-                f"no closed {what} in memory yet; confidence is the prior {ev.prior:.2f}"
+                f"no similar past decisions: prior only (no closed {what} in memory yet; "
+                f"confidence {ev.prior:.2f}), sized at the base size {base_size:.4g}"
             )
         else:
             mean = "" if math.isnan(ev.mean_return_pct) else f", mean {ev.mean_return_pct:+.1f}%"
@@ -265,6 +325,12 @@ class DefaultBrain:
                 f" -> confidence {ev.confidence:.2f} "
                 f"(prior {ev.prior:.2f}, evidence weight {ev.effective_n:.1f})"
             )
+            explore = self.exploration(ev.effective_n)
+            if size <= 0:
+                reason += "; size 0: no edge at a confidence of 0.50 or less"
+            elif ev.confidence <= 0.5 and explore > 0:
+                reason += (f"; evidence still thin ({ev.effective_n:.1f} of {self.config.explore_evidence:g}): "
+                           f"exploring at {explore:.0%} of the base size")
         evidence = ev.as_dict()
         evidence.update(
             {
@@ -280,5 +346,5 @@ class DefaultBrain:
             confidence=round(ev.confidence, 6),
             reason=reason,
             evidence=evidence,
-            position_size=round(self.size_for(ev.confidence, base_size), 8),
+            position_size=round(size, 8),
         )

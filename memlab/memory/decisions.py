@@ -106,6 +106,42 @@ def _timestamp(value: datetime | str | pd.Timestamp | None) -> float:
     return ts.timestamp()
 
 
+#: Training tags each experience with ``meta.sample``: ``"in-sample"`` (bars its parameters
+#: were chosen on) or ``"out-of-sample"`` (a walk-forward test window).
+IN_SAMPLE = "in-sample"
+OUT_OF_SAMPLE = "out-of-sample"
+IN_SAMPLE_SQL = "coalesce(json_extract(d.meta, '$.sample') = 'in-sample', 0)"
+
+
+def read_closed_outcomes(path: Path, *, include_in_sample: bool = True) -> pd.DataFrame:
+    """Every closed decision's ``strategy``, ``action``, ``closed_at`` (epoch seconds) and
+    ``won``, read through its own read-only connection (a WAL reader never blocks the
+    writer): what the agent's priors are counted from."""
+    columns = ["strategy", "action", "closed_at", "won"]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        rows = conn.execute(
+            "SELECT d.strategy, d.action, o.closed_at, o.pnl > 0 FROM decisions d "
+            "JOIN outcomes o ON o.decision_id = d.id"
+            + ("" if include_in_sample else f" WHERE NOT {IN_SAMPLE_SQL}")
+        ).fetchall()
+    finally:
+        conn.close()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _as_of_seconds(value: datetime | str | pd.Timestamp | float | int) -> float:
+    """A point in time as epoch seconds (numbers are taken as epoch seconds already)."""
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):
+            raise InvalidInputError("as_of must be a time, got NaN")
+        return number
+    return _timestamp(value)
+
+
 def _utc_times(seconds: np.ndarray) -> pd.DatetimeIndex:
     """Epoch seconds (NaN for none) to a UTC DatetimeIndex, without per-element Python."""
     missing = np.isnan(seconds)
@@ -645,14 +681,24 @@ class DecisionStore:
         rows.reverse()
         return self._to_frame(rows)
 
-    def outcomes(self, *, agent_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    def outcomes(self, *, agent_id: str | None = None, limit: int | None = None,
+                 until: datetime | str | pd.Timestamp | float | None = None) -> pd.DataFrame:
         """Closed outcomes only (``decision_id``, ``closed_at``, ``pnl``, ``return_pct``), in
-        order of closing, newest ``limit``: the lean read performance triggers need."""
+        order of closing, newest ``limit``: the lean read performance triggers need.
+        ``until`` keeps the outcomes known by then (``closed_at <= until``)."""
+        where, args = [], []
+        if agent_id is not None:
+            where.append("d.agent_id = ?")
+            args.append(agent_id)
+        if until is not None:
+            where.append("o.closed_at <= ?")
+            args.append(_as_of_seconds(until))
         sql = ("SELECT o.decision_id, o.closed_at, o.pnl, o.return_pct FROM outcomes o"
-               + (" JOIN decisions d ON d.id = o.decision_id WHERE d.agent_id = ?" if agent_id is not None else "")
+               + (" JOIN decisions d ON d.id = o.decision_id" if agent_id is not None else "")
+               + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY o.closed_at DESC, o.seq DESC" + (f" LIMIT {int(limit)}" if limit is not None else ""))
         with self._lock:
-            rows = self._conn.execute(sql, (agent_id,) if agent_id is not None else ()).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()
         rows.reverse()
         arr = np.array(rows, dtype=float).reshape(-1, 4)
         return pd.DataFrame({"decision_id": arr[:, 0].astype(np.int64),
@@ -699,17 +745,30 @@ class DecisionStore:
         frame = pd.DataFrame(data, index=pd.Index(idx, name=index))
         return frame
 
-    def win_rates(self, *, agent_id: str | None = None) -> pd.DataFrame:
+    def win_rates(self, *, agent_id: str | None = None,
+                  as_of: datetime | str | pd.Timestamp | float | None = None,
+                  include_in_sample: bool = True) -> pd.DataFrame:
         """Closed decisions per strategy and action: ``n``, ``wins``, ``win_rate``,
-        ``mean_return_pct`` (one SQL aggregate, for priors and reports)."""
+        ``mean_return_pct`` (one SQL aggregate, for priors and reports). ``as_of`` counts
+        only outcomes known strictly before it; ``include_in_sample=False`` leaves out
+        training's in-sample experience."""
+        where, args = [], []
+        if agent_id is not None:
+            where.append("d.agent_id = ?")
+            args.append(agent_id)
+        if as_of is not None:
+            where.append("o.closed_at < ?")
+            args.append(_as_of_seconds(as_of))
+        if not include_in_sample:
+            where.append(f"NOT {IN_SAMPLE_SQL}")
         sql = (
             "SELECT d.strategy, d.action, count(*), sum(o.pnl > 0), avg(o.return_pct) "
             "FROM decisions d JOIN outcomes o ON o.decision_id = d.id"
-            + (" WHERE d.agent_id = ?" if agent_id is not None else "")
+            + (" WHERE " + " AND ".join(where) if where else "")
             + " GROUP BY d.strategy, d.action ORDER BY d.strategy, d.action"
         )
         with self._lock:
-            rows = self._conn.execute(sql, (agent_id,) if agent_id is not None else ()).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()
         frame = pd.DataFrame(rows, columns=["strategy", "action", "n", "wins", "mean_return_pct"])
         frame["win_rate"] = frame["wins"] / frame["n"]
         return frame.set_index(["strategy", "action"])[["n", "wins", "win_rate", "mean_return_pct"]]
@@ -787,11 +846,16 @@ class DecisionStore:
         strategy: str | None = None,
         action: str | None = None,
         closed_only: bool = False,
+        as_of: datetime | str | pd.Timestamp | float | None = None,
+        include_in_sample: bool = True,
     ) -> Neighbourhood:
         """The ``k`` past decisions most similar to ``features`` as arrays, nearest first.
 
         The fast path behind :meth:`nearest` (no DataFrame), for callers on the hot
-        path such as the agent scoring every signal.
+        path such as the agent scoring every signal. ``as_of`` (a time, or epoch seconds)
+        makes the answer point in time: only decisions made strictly before it, and only
+        outcomes known (closed) strictly before it; a later outcome shows as NaN.
+        ``include_in_sample=False`` leaves out training's in-sample experience.
         """
         names = self.feature_names
         if names is None:
@@ -810,6 +874,7 @@ class DecisionStore:
         vector = np.array([_finite(f"feature {n}", v) for n, v in zip(names, point, strict=True)])
         with self._lock:
             index = self._refresh_index(len(names))
+            cutoff = None if as_of is None else _as_of_seconds(as_of)
             found = index.query(
                 vector,
                 k,
@@ -817,6 +882,8 @@ class DecisionStore:
                 strategy=strategy,
                 action=action.upper() if action else None,
                 closed_only=closed_only,
+                as_of=cutoff,
+                include_in_sample=include_in_sample,
             )
             ids = [int(i) for i in found.ids]
             if not ids:
@@ -831,15 +898,21 @@ class DecisionStore:
             }
         ordered = [rows[i] for i in ids]
         _, decided, actions, conf, closed_at, pnl, ret = zip(*ordered, strict=True)
+        closed_a = np.array(closed_at, dtype=np.float64)
+        pnl_a = np.array(pnl, dtype=np.float64)
+        ret_a = np.array(ret, dtype=np.float64)
+        if cutoff is not None:
+            later = ~(closed_a < cutoff)  # not yet known at as_of (NaN: never closed)
+            closed_a[later], pnl_a[later], ret_a[later] = np.nan, np.nan, np.nan
         return Neighbourhood(
             ids=np.array(ids, dtype=np.int64),
             distance=found.distances.astype(np.float64),
             decided_at=np.array(decided, dtype=np.float64),
             action=list(actions),
             confidence=np.array(conf, dtype=np.float64),
-            closed_at=np.array(closed_at, dtype=np.float64),
-            pnl=np.array(pnl, dtype=np.float64),
-            return_pct=np.array(ret, dtype=np.float64),
+            closed_at=closed_a,
+            pnl=pnl_a,
+            return_pct=ret_a,
         )
 
     def nearest(
@@ -851,19 +924,27 @@ class DecisionStore:
         strategy: str | None = None,
         action: str | None = None,
         closed_only: bool = False,
+        as_of: datetime | str | pd.Timestamp | float | None = None,
+        include_in_sample: bool = True,
     ) -> pd.DataFrame:
         """The ``k`` past decisions most similar to ``features``, nearest first.
 
         Distance is Euclidean over features standardised across the store (each
         feature in standard deviations), so no single feature's units dominate.
         Filters narrow to a symbol, strategy or action; ``closed_only`` keeps decisions
-        whose outcome is known. Returns decisions indexed by id with a ``distance`` column.
+        whose outcome is known. ``as_of`` sees the store as it stood at that time (see
+        :meth:`neighbourhood`). Returns decisions indexed by id with a ``distance`` column.
         """
         hood = self.neighbourhood(
-            features, k, symbol=symbol, strategy=strategy, action=action, closed_only=closed_only
+            features, k, symbol=symbol, strategy=strategy, action=action, closed_only=closed_only,
+            as_of=as_of, include_in_sample=include_in_sample,
         )
         frame = self._by_ids(hood.ids.tolist())
         frame["distance"] = hood.distance
+        if as_of is not None and len(frame):
+            later = hood.closed_at != hood.closed_at  # NaN: not known at as_of
+            frame.loc[later, ["pnl", "return_pct", "outcome_notes"]] = [np.nan, np.nan, ""]
+            frame.loc[later, "closed_at"] = pd.NaT
         return frame
 
     def _refresh_index(self, dim: int) -> FeatureIndex:
@@ -874,12 +955,13 @@ class DecisionStore:
             self._index = FeatureIndex(dim)
         index = self._index
         cur = self._conn.execute(
-            "SELECT d.id, d.features, d.symbol, d.strategy, d.action, o.decision_id IS NOT NULL "
-            "FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id WHERE d.id > ? ORDER BY d.id",
+            "SELECT d.id, d.features, d.symbol, d.strategy, d.action, d.decided_at, o.closed_at, "
+            f"{IN_SAMPLE_SQL} FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id "
+            "WHERE d.id > ? ORDER BY d.id",
             (index.last_id,),
         )
         while batch := cur.fetchmany(200_000):
-            ids, blobs, symbols, strategies, actions, closed = zip(*batch, strict=True)
+            ids, blobs, symbols, strategies, actions, decided, known, in_sample = zip(*batch, strict=True)
             vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(batch), dim)
             index.add(
                 np.array(ids),
@@ -887,14 +969,17 @@ class DecisionStore:
                 list(symbols),
                 list(strategies),
                 list(actions),
-                np.array(closed),
+                np.array(known, dtype=np.float64),
+                decided=np.array(decided, dtype=np.float64),
+                in_sample=np.array(in_sample, dtype=np.bool_),
             )
         new_closed = self._conn.execute(
-            "SELECT seq, decision_id FROM outcomes WHERE seq > ? ORDER BY seq",
+            "SELECT seq, decision_id, closed_at FROM outcomes WHERE seq > ? ORDER BY seq",
             (self._index_outcome_seq,),
         ).fetchall()
         if new_closed:
-            index.mark_closed(np.array([r[1] for r in new_closed], dtype=np.int64))
+            index.mark_closed(np.array([r[1] for r in new_closed], dtype=np.int64),
+                              np.array([r[2] for r in new_closed], dtype=np.float64))
             self._index_outcome_seq = new_closed[-1][0]
         self._data_version = version
         return index

@@ -37,6 +37,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MISSING = object()
 
 
+def _utc_iso(value: datetime | str | pd.Timestamp) -> str:
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat()
+
+
 def _check_value(name: str, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"parameter {name!r}: {value!r} is not a finite number")
@@ -136,7 +141,9 @@ class ParameterStore:
         raise KeyError(f"no parameter {name!r} in {self.path} (known: {known})")
 
     def history(self, name: str | None = None) -> pd.DataFrame:
-        """Every change, oldest first: UTC ``time`` index, ``parameter``, ``from``, ``to``, ``reason``."""
+        """Every change, oldest first: UTC ``time`` index (when it was written), ``parameter``,
+        ``from``, ``to``, ``reason``, and ``market_time`` (the replayed bar that caused it;
+        NaT for changes made live or by hand)."""
         rows = []
         for day, values in self.document().items():
             for adj in values.get("adjustments", []):
@@ -153,10 +160,12 @@ class ParameterStore:
                             "from": before.get(param),
                             "to": after,
                             "reason": adj.get("reason", ""),
+                            "market_time": adj.get("market_time"),
                         }
                     )
-        frame = pd.DataFrame(rows, columns=["time", "parameter", "from", "to", "reason"])
+        frame = pd.DataFrame(rows, columns=["time", "parameter", "from", "to", "reason", "market_time"])
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        frame["market_time"] = pd.to_datetime(frame["market_time"], utc=True)
         return frame.set_index("time")
 
     # -- writing -----------------------------------------------------------------
@@ -167,12 +176,15 @@ class ParameterStore:
         return self.update({name: value}, reason=reason, at=at).get(name)
 
     def update(
-        self, values: Mapping[str, Any], *, reason: str, at: datetime | str | None = None
+        self, values: Mapping[str, Any], *, reason: str, at: datetime | str | None = None,
+        market_time: datetime | str | pd.Timestamp | None = None,
     ) -> dict[str, tuple[Any, Any]]:
         """Set several parameters in one atomic write with one reason.
 
-        Returns ``{name: (from, to)}`` for the values that changed; unchanged values
-        write nothing.
+        ``at`` dates the change (now by default; the history is append-only by date).
+        ``market_time`` is the time of the market bar that caused it, when replaying
+        history: kept beside the date and shown by :meth:`history`. Returns
+        ``{name: (from, to)}`` for the values that changed; unchanged values write nothing.
         """
         if not reason or not str(reason).strip():
             raise InvalidInputError("a parameter change needs a reason")
@@ -205,9 +217,12 @@ class ParameterStore:
             current.update(checked)
             entry.clear()
             entry.update(current)
+            adjustment: dict[str, Any] = {"time": when.isoformat()}
+            if market_time is not None:
+                adjustment["market_time"] = _utc_iso(market_time)
             adjustments.append(
                 {
-                    "time": when.isoformat(),
+                    **adjustment,
                     "reason": str(reason),
                     "from": {k: old for k, (old, _) in changes.items()},
                     "to": {k: new for k, (_, new) in changes.items()},

@@ -52,14 +52,26 @@ def load_params(strategy: str, symbol: str | None = None, directory: str | os.Pa
 
 
 def save_trained(symbol: str, strategy: str, params: Mapping[str, Any], *, reason: str,
-                 directory: str | os.PathLike[str] | None = None) -> Path:
-    """Record the parameters training chose for ``symbol``/``strategy`` (atomic write)."""
+                 directory: str | os.PathLike[str] | None = None,
+                 data_span: tuple[str, str] | None = None) -> Path:
+    """Record the parameters training chose for ``symbol``/``strategy`` (atomic write), with
+    ``data_span``, the first and last bar of the history training saw (ISO times): a paper
+    session replaying this market trades only after it (see :func:`trained_until`)."""
     from memlab.memory.durable import atomic_write_bytes
 
     path = params_dir(directory) / "trained.json"
     doc = _read(path)
-    doc.setdefault(symbol, {})[strategy] = {
+    entry: dict[str, Any] = {
         "params": dict(params), "trained_at": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason,
     }
+    if data_span is not None:
+        entry["data_from"], entry["data_until"] = data_span
+    doc.setdefault(symbol, {})[strategy] = entry
     atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
     return path
+
+
+def trained_until(symbol: str, strategy: str, directory: str | os.PathLike[str] | None = None) -> str | None:
+    """The last bar of history training saw for ``symbol``/``strategy`` (ISO time), or None."""
+    entry = _read(params_dir(directory) / "trained.json").get(symbol, {}).get(strategy, {})
+    return entry.get("data_until")

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src.add_argument("--synthetic", type=int, default=None, metavar="BARS", help="replay a seeded synthetic market")
     src.add_argument("--poll", action="store_true", help="live candles from the exchange (ccxt fetch_ohlcv)")
     p.add_argument("--seed", type=int, default=7, help="seed of --synthetic")
+    p.add_argument("--after", default=None, metavar="TIME",
+                   help="replay only bars after TIME (earlier ones are indicator warm-up); default for --sample/"
+                        "--data: the last bar training saw for this market (params/trained.json), so the "
+                        "session trades only bars training never saw")
     p.add_argument("--timeframe", default=None, help="candle size for exchange feeds (default 1m)")
     p.add_argument("--speed", type=float, default=None, help="replay pace, market seconds per second (default: as fast as possible)")
     p.add_argument("--warmup", type=int, default=None, help="replayed bars used only as indicator history (default 200)")
@@ -97,7 +101,50 @@ def config_from_args(args: argparse.Namespace) -> Any:
         from pathlib import Path
 
         overrides["memory_path"] = Path(overrides["memory_path"])
-    return TraderConfig.from_env(**overrides)
+    config = TraderConfig.from_env(**overrides)
+    if args.sample or args.data or args.after:
+        config = hold_out(config, args.after)
+    return config
+
+
+def hold_out(config: Any, after: str | None = None) -> Any:
+    """``config`` with its replay cut so that only bars after ``after`` are traded (the bars
+    before it serve as indicator warm-up). Without ``after``: after the last bar training saw
+    for the market and strategy, when it was trained. Says what it did."""
+    import pandas as pd
+
+    from memlab.connectors.manager import replay_frames
+    from memlab.errors import InvalidInputError
+    from memlab.strategies.params import trained_until
+
+    feed = config.feed_settings()
+    if feed.get("source", "replay") != "replay":
+        raise InvalidInputError("--after needs replayed data (--sample, --data or --synthetic)")
+    symbol = config.symbols[0]
+    seen = trained_until(symbol, config.strategy)
+    when = after or seen
+    if when is None:
+        print(f"memlab paper: {config.strategy} was never trained on {symbol}; replaying all of it")
+        return config
+    try:
+        cut = pd.Timestamp(when)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"--after must be a time such as 2012-06-30, got {when!r}") from None
+    cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+    frame = replay_frames("paper", [symbol], {k: v for k, v in feed.items() if k in ("data", "path", "sample", "synthetic")})[symbol]
+    first = int(frame.index.searchsorted(cut, side="right"))
+    if first >= len(frame):
+        raise InvalidInputError(f"no bars of {symbol} after {cut:%Y-%m-%d %H:%M} (its data ends {frame.index[-1]:%Y-%m-%d %H:%M})")
+    warmup = int(feed.get("warmup", config.warmup))
+    start = frame.index[max(0, first - warmup)]
+    print(f"memlab paper: paper-trading {symbol} only after {cut:%Y-%m-%d %H:%M} "
+          f"({len(frame) - first} bars from {frame.index[first]:%Y-%m-%d %H:%M}; {min(first, warmup)} bars before as warm-up)"
+          + (f"; training saw it up to {pd.Timestamp(seen):%Y-%m-%d %H:%M}" if seen else ""))
+    if seen is not None and cut < pd.Timestamp(seen):
+        print(f"memlab paper: warning: bars up to {pd.Timestamp(seen):%Y-%m-%d %H:%M} were seen by training; "
+              "results on them are in-sample")
+    kept = {k: v for k, v in feed.items() if k not in ("symbols", "timeframe")}
+    return config.with_(feed={**kept, "start": start, "warmup": min(first, warmup)})
 
 
 async def _session(args: argparse.Namespace, config: Any) -> dict[str, Any]:
@@ -126,4 +173,6 @@ def _command(args: argparse.Namespace) -> int:
               f"{report['decisions']} decisions, {report['outcomes']} outcomes; equity {report['equity']:,.2f}"
               + (f" ({report['return']:+.2%})" if report["return"] is not None else "")
               + (f"; bar->order p99 {p99:.2f} ms" if p99 is not None else ""))
+        print(f"{report['signals']} entry/exit signals scored; {report['skipped']} entries skipped"
+              + "".join(f"\n  {n} {why}" for why, n in sorted(report["skip_reasons"].items(), key=lambda x: -x[1])))
     return 0

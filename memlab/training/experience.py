@@ -2,8 +2,15 @@
 
 Each closed trade becomes one :class:`~memlab.memory.Decision`: the features of the
 bar whose close produced the signal, the action (BUY for a long, SELL for a short), the
-strategy's confidence, a reason a person can read, and the trade's outcome. Keys make
-the recording idempotent: training the same history twice stores it once.
+strategy's confidence, a reason a person can read, and the trade's outcome, known at the
+exit's fill bar (``closed_at``, market time). Keys make the recording idempotent:
+training the same history twice stores it once.
+
+Each experience says how honest it is (``meta.sample``): ``"out-of-sample"`` for a trade
+in a walk-forward test window, made with parameters chosen on the train window before it
+(``meta.fold``, ``meta.fitted_on``, ``meta.judged_on``); ``"in-sample"`` for a trade made
+with parameters chosen on bars that include or follow it. The agent learns only from
+out-of-sample experience unless told otherwise (``BrainConfig.use_in_sample``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import pandas as pd
 from memlab.backtest.engine import BacktestResult
 from memlab.features import FEATURE_NAMES, market_features
 from memlab.memory import Decision, Outcome
+from memlab.memory.decisions import IN_SAMPLE, OUT_OF_SAMPLE
 
 
 def params_tag(params: Mapping[str, Any]) -> str:
@@ -27,11 +35,19 @@ def params_tag(params: Mapping[str, Any]) -> str:
 
 def trades_to_decisions(
     ohlcv: pd.DataFrame, result: BacktestResult, *, symbol: str, agent_id: str = "trainer",
-    fill: str = "next_open", features: pd.DataFrame | None = None,
+    fill: str = "next_open", features: pd.DataFrame | None = None, sample: str = IN_SAMPLE,
+    meta: Mapping[str, Any] | None = None,
 ) -> list[Decision]:
-    """One decision per closed trade of ``result`` (trades in the warm-up are skipped)."""
+    """One decision per closed trade of ``result`` (trades in the warm-up are skipped).
+
+    ``result`` may cover a window of ``ohlcv`` (a walk-forward test window); ``sample``
+    says whether its parameters were chosen without its bars, and ``meta`` is stored with
+    each decision (fold, windows)."""
+    if sample not in (IN_SAMPLE, OUT_OF_SAMPLE):
+        raise ValueError(f"sample must be {IN_SAMPLE!r} or {OUT_OF_SAMPLE!r}, not {sample!r}")
     feats = market_features(ohlcv) if features is None else features
     tag = params_tag(result.params)
+    confidences = result.signals["confidence"].reindex(ohlcv.index)
     out = []
     closed = result.trades[result.trades["status"] == "Closed"]
     positions = ohlcv.index.get_indexer(closed["entry_time"])
@@ -43,7 +59,7 @@ def trades_to_decisions(
         if row.isna().any():
             continue
         long = trade.direction == "Long"
-        conf = result.signals["confidence"].iloc[signal_pos]
+        conf = confidences.iloc[signal_pos]
         confidence = float(conf) if np.isfinite(conf) else 0.5
         decided_at = ohlcv.index[signal_pos]
         out.append(
@@ -55,8 +71,8 @@ def trades_to_decisions(
                         f"{'won' if trade.pnl > 0 else 'lost'} {trade.return_pct:+.2f}%"),
                 features={name: float(row[name]) for name in FEATURE_NAMES},
                 agent_id=agent_id, decided_at=decided_at.to_pydatetime(), price=float(trade.entry_price),
-                key=f"train:{symbol}:{result.strategy}:{tag}:{decided_at.isoformat()}",
-                meta={"params": result.params, "source": "backtest"},
+                key=f"train:{symbol}:{result.strategy}:{tag}:{sample}:{decided_at.isoformat()}",
+                meta={**(meta or {}), "params": result.params, "source": "backtest", "sample": sample},
                 outcome=Outcome(pnl=float(trade.pnl), return_pct=float(trade.return_pct),
                                 closed_at=trade.exit_time.to_pydatetime()),
             )

@@ -37,13 +37,15 @@ class TrainingError(MemlabError):
 @dataclass
 class TrainingConfig:
     """What to train: ``symbols`` are sample names (GOOG), file paths, or
-    ``synthetic:SEED[:BARS]``; the grid defaults to :data:`DEFAULT_GRIDS`."""
+    ``synthetic:SEED[:BARS]``; the grid defaults to :data:`DEFAULT_GRIDS`. ``start`` and
+    ``end`` bound the history used (a time, or a mapping of symbol to time for markets
+    with different calendars): bars after ``end`` stay unseen, for paper trading."""
 
     symbols: Sequence[str]
     strategy: str = "sma_cross"
     grid: Mapping[str, Sequence[Any]] | None = None
-    start: str | None = None
-    end: str | None = None
+    start: str | Mapping[str, str] | None = None
+    end: str | Mapping[str, str] | None = None
     train_bars: int | None = None
     test_bars: int | None = None
     metric: str = "sharpe"
@@ -99,11 +101,15 @@ def load_symbol(spec: str, *, start: str | None = None, end: str | None = None) 
 def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
     """Walk-forward, choose parameters, and turn the chosen strategy's trades into experience."""
     from memlab import backtest
+    from memlab.features import market_features
+    from memlab.memory.decisions import IN_SAMPLE, OUT_OF_SAMPLE
     from memlab.training.experience import trades_to_decisions
     from memlab.training.walkforward import walk_forward
 
     spec, cfg = task
-    ohlcv = load_symbol(spec, start=cfg.start, end=cfg.end)
+    start = cfg.start.get(spec) if isinstance(cfg.start, Mapping) else cfg.start
+    end = cfg.end.get(spec) if isinstance(cfg.end, Mapping) else cfg.end
+    ohlcv = load_symbol(spec, start=start, end=end)
     symbol = ohlcv.attrs.get("symbol", spec)
     grid = dict(cfg.grid or DEFAULT_GRIDS.get(cfg.strategy) or {})
     if not grid:
@@ -114,8 +120,24 @@ def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
                           fees=cfg.fees, slippage=cfg.slippage)
     chosen = report.chosen
     full = backtest.run(ohlcv, cfg.strategy, chosen, fees=cfg.fees, slippage=cfg.slippage)
-    decisions = trades_to_decisions(ohlcv, full, symbol=symbol)
-    return SymbolResult(symbol, cfg.strategy, report.folds, chosen, report.summary(), full.stats, decisions)
+    features = market_features(ohlcv)
+    decisions = []
+    for k, (fold, judged) in enumerate(zip(report.folds.itertuples(), report.out_of_sample, strict=True)):
+        windows = {"fold": k, "fitted_on": [fold.train_start.isoformat(), fold.train_end.isoformat()],
+                   "judged_on": [fold.test_start.isoformat(), fold.test_end.isoformat()]}
+        decisions += trades_to_decisions(ohlcv, judged, symbol=symbol, features=features,
+                                         sample=OUT_OF_SAMPLE, meta=windows)
+    # The chosen set over the whole history: chosen on its last train window, so every one of
+    # these trades is in-sample (made with parameters picked on, or after, its bars).
+    decisions += trades_to_decisions(ohlcv, full, symbol=symbol, features=features, sample=IN_SAMPLE,
+                                     meta={"fitted_on": [report.folds["train_start"].iloc[-1].isoformat(),
+                                                         report.folds["train_end"].iloc[-1].isoformat()]})
+    summary = report.summary()
+    summary["data"] = {"first_bar": ohlcv.index[0].isoformat(), "last_bar": ohlcv.index[-1].isoformat(),
+                       "bars": len(ohlcv)}
+    summary["experience"] = {OUT_OF_SAMPLE: sum(d.meta["sample"] == OUT_OF_SAMPLE for d in decisions),
+                             IN_SAMPLE: sum(d.meta["sample"] == IN_SAMPLE for d in decisions)}
+    return SymbolResult(symbol, cfg.strategy, report.folds, chosen, summary, full.stats, decisions)
 
 
 def train(cfg: TrainingConfig) -> dict[str, Any]:
@@ -150,7 +172,8 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
                 ch for ch in res.symbol.title() if ch.isalnum())
             version = mem.strategies.save(learned_name, res.chosen, base=f"memlab.strategies.library:{cfg.strategy}",
                                           reason=reason, metrics={k: v for k, v in res.full_stats.items() if isinstance(v, float)})
-            save_trained(res.symbol, cfg.strategy, res.chosen, reason=reason, directory=cfg.params_dir)
+            save_trained(res.symbol, cfg.strategy, res.chosen, reason=reason, directory=cfg.params_dir,
+                         data_span=(res.summary["data"]["first_bar"], res.summary["data"]["last_bar"]))
             changes = mem.parameters.update({f"{res.symbol}.{cfg.strategy}.{k}": v for k, v in res.chosen.items()},
                                             reason=reason, at=stamp)
             mem.journal.append({"Training": res.symbol, "Strategy": cfg.strategy, "Params": res.chosen,

@@ -10,13 +10,20 @@ bars are not wasted, and no test bar is ever used to choose parameters.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from memlab.backtest.engine import Direction, periods_per_year, portfolio_stats, simulate
+from memlab.backtest.engine import (
+    BacktestResult,
+    Direction,
+    periods_per_year,
+    portfolio_stats,
+    simulate,
+    trades_frame,
+)
 from memlab.backtest.sweep import sweep
 from memlab.errors import InvalidInputError
 from memlab.strategies import get
@@ -24,12 +31,18 @@ from memlab.strategies import get
 
 @dataclass
 class WalkForwardReport:
-    """One row per fold: windows, chosen parameters, in-sample and out-of-sample results."""
+    """One row per fold: windows, chosen parameters, in-sample and out-of-sample results.
+
+    ``out_of_sample`` holds each fold's backtest of its test window (the parameters chosen
+    on its train window, never on these bars): the trades training records as
+    out-of-sample experience.
+    """
 
     symbol: str
     strategy: str
     folds: pd.DataFrame
     metric: str
+    out_of_sample: list[BacktestResult] = field(default_factory=list, repr=False)
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -47,14 +60,23 @@ class WalkForwardReport:
         }
 
 
-def evaluate(ohlcv: pd.DataFrame, strategy: str, params: Mapping[str, Any], start: int, stop: int,
-             *, warmup: int, costs: Mapping[str, Any]) -> dict[str, float]:
-    """Backtest ``params`` on bars ``[start, stop)``, indicators warmed on ``warmup`` earlier bars."""
+def backtest_window(ohlcv: pd.DataFrame, strategy: str, params: Mapping[str, Any], start: int, stop: int,
+                    *, warmup: int, costs: Mapping[str, Any]) -> BacktestResult:
+    """Backtest ``params`` on bars ``[start, stop)`` only (flat at ``start``), indicators warmed
+    on ``warmup`` earlier bars."""
     lo = max(0, start - warmup)
     window = ohlcv.iloc[lo:stop]
     signals = get(strategy)(window, **params).iloc[start - lo :]
     pf = simulate(ohlcv.iloc[start:stop], signals, **costs)
-    return portfolio_stats(pf, periods_per_year(ohlcv.index))
+    return BacktestResult(strategy=strategy, params=dict(params),
+                          stats=portfolio_stats(pf, periods_per_year(ohlcv.index)), trades=trades_frame(pf),
+                          equity=pf.value().rename("equity"), signals=signals, portfolio=pf)
+
+
+def evaluate(ohlcv: pd.DataFrame, strategy: str, params: Mapping[str, Any], start: int, stop: int,
+             *, warmup: int, costs: Mapping[str, Any]) -> dict[str, float]:
+    """Headline stats of :func:`backtest_window`."""
+    return backtest_window(ohlcv, strategy, params, start, stop, warmup=warmup, costs=costs).stats
 
 
 def walk_forward(
@@ -82,6 +104,7 @@ def walk_forward(
         )
     costs = {"fees": fees, "slippage": slippage, "direction": direction}
     rows = []
+    tested: list[BacktestResult] = []
     start = 0
     while start + train_bars + test_bars <= len(ohlcv):
         train = ohlcv.iloc[start : start + train_bars]
@@ -93,7 +116,9 @@ def walk_forward(
         # Column by column, so integer parameters stay integers.
         params = {k: (v.item() if hasattr(v, "item") else v) for k in grid for v in [ranked[k].iloc[0]]}
         t0, t1 = start + train_bars, start + train_bars + test_bars
-        oos = evaluate(ohlcv, strategy, params, t0, t1, warmup=train_bars, costs=costs)
+        judged = backtest_window(ohlcv, strategy, params, t0, t1, warmup=train_bars, costs=costs)
+        tested.append(judged)
+        oos = judged.stats
         rows.append({
             "train_start": train.index[0], "train_end": train.index[-1],
             "test_start": ohlcv.index[t0], "test_end": ohlcv.index[t1 - 1], "params": params,
@@ -101,4 +126,4 @@ def walk_forward(
             **{f"oos_{k}": float(oos[k]) for k in ("sharpe", "total_return", "win_rate", "n_trades")},
         })
         start += test_bars
-    return WalkForwardReport(ohlcv.attrs.get("symbol", "?"), strategy, pd.DataFrame(rows), metric)
+    return WalkForwardReport(ohlcv.attrs.get("symbol", "?"), strategy, pd.DataFrame(rows), metric, tested)
