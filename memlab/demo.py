@@ -98,7 +98,6 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
     from memlab.memory import MemoryStores
     from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
-
     from memlab.trader.cli import hold_out
 
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
