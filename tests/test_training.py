@@ -42,7 +42,7 @@ def test_walk_forward_never_chooses_on_test_bars() -> None:
 def test_training_writes_experience_parameters_and_the_learned_strategy(tmp_path: Path) -> None:
     mem_path, params_dir = tmp_path / "mem", tmp_path / "params"
     cfg = TrainingConfig(symbols=["GOOG", "synthetic:3:2000"], grid=GRID, memory_path=mem_path,
-                         params_dir=params_dir, progress=False)
+                         params_dir=params_dir, progress=False, force=True)  # a random walk has no edge to keep
     summary = train(cfg)
     with MemoryStores(mem_path) as mem:
         decisions = mem.decisions.frame()
@@ -88,9 +88,10 @@ def test_a_failed_run_leaves_memory_and_parameters_untouched(tmp_path: Path) -> 
 
 def test_dask_local_cluster_gives_the_same_result_as_serial(tmp_path: Path) -> None:
     symbols = ["synthetic:11:1500", "synthetic:12:1500"]
-    serial = train(TrainingConfig(symbols=symbols, grid=GRID, memory_path=tmp_path / "a", params_dir=tmp_path / "pa", progress=False))
+    serial = train(TrainingConfig(symbols=symbols, grid=GRID, memory_path=tmp_path / "a", params_dir=tmp_path / "pa",
+                                  progress=False, force=True))
     spread = train(TrainingConfig(symbols=symbols, grid=GRID, memory_path=tmp_path / "b", params_dir=tmp_path / "pb",
-                                  scheduler="local", progress=False))
+                                  scheduler="local", progress=False, force=True))
     for symbol in serial["symbols"]:
         assert spread["symbols"][symbol]["chosen"] == serial["symbols"][symbol]["chosen"]
         assert spread["symbols"][symbol]["decisions_recorded"] == serial["symbols"][symbol]["decisions_recorded"]
@@ -133,3 +134,60 @@ def test_backtest_notebook_executes(tmp_path: Path) -> None:
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+
+
+def _snapshot(*folders: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for folder in folders if folder.exists()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_training_refuses_parameters_that_fail_out_of_sample_and_writes_nothing_of_them(tmp_path: Path) -> None:
+    from memlab.backtest.selection import SelectionRefused
+
+    mem_path, params_dir = tmp_path / "mem", tmp_path / "params"
+    cfg = TrainingConfig(symbols=["GOOG"], grid=GRID, memory_path=mem_path, params_dir=params_dir, progress=False)
+    train(cfg)
+    before = _snapshot(mem_path, params_dir)
+    # EURUSD's sma_cross loses out of sample (-0.89): refused, and nothing at all changes on disk.
+    with pytest.raises(SelectionRefused, match=r"out-of-sample Sharpe ratio -0\.\d+ is <= 0") as refused:
+        train(TrainingConfig(symbols=["EURUSD"], memory_path=mem_path, params_dir=params_dir, progress=False))
+    assert "fitted on 2017-" in str(refused.value) and "Nothing was written" in str(refused.value)
+    assert _snapshot(mem_path, params_dir) == before
+    # A bar no set can reach refuses a symbol that passes out of sample: the DSR is the reason.
+    with pytest.raises(SelectionRefused, match="deflated Sharpe ratio"):
+        train(TrainingConfig(symbols=["GOOG"], grid=GRID, memory_path=mem_path, params_dir=params_dir,
+                             progress=False, min_dsr=1.0))
+    assert _snapshot(mem_path, params_dir) == before
+    # Mixed: the good symbol is written, the bad one is reported and left out.
+    summary = train(TrainingConfig(symbols=["GOOG", "EURUSD"], memory_path=mem_path, params_dir=params_dir,
+                                   progress=False))
+    assert list(summary["symbols"]) == ["GOOG"] and list(summary["refused"]) == ["EURUSD"]
+    assert "EURUSD" not in json.loads((params_dir / "trained.json").read_text())
+    # Forced, it is written, and the summary still carries the selection statistics.
+    forced = train(TrainingConfig(symbols=["EURUSD"], memory_path=mem_path, params_dir=params_dir,
+                                  progress=False, force=True))
+    sel = forced["symbols"]["EURUSD"]["selection"]
+    assert sel["n_trials"] == 12 and 0 <= sel["dsr"] <= 1 and 0 <= sel["pbo"] <= 1
+    assert "EURUSD" in json.loads((params_dir / "trained.json").read_text())
+
+
+def test_experience_says_whether_it_is_out_of_sample_and_on_which_fold(tmp_path: Path) -> None:
+    mem_path = tmp_path / "mem"
+    summary = train(TrainingConfig(symbols=["GOOG"], grid=GRID, memory_path=mem_path, params_dir=tmp_path / "p",
+                                   progress=False, force=True))
+    folds = pd.DataFrame(summary["symbols"]["GOOG"]["folds"])
+    with MemoryStores(mem_path) as mem:
+        frame = mem.decisions.frame()
+    meta = frame["meta"].map(json.loads).tolist()
+    oos = [(when, m) for when, m in zip(frame.index, meta, strict=True) if m["sample"] == "out-of-sample"]
+    ins = [m for m in meta if m["sample"] == "in-sample"]
+    assert len(oos) > 5 and len(ins) > 5
+    assert summary["symbols"]["GOOG"]["experience"] == {"out-of-sample": len(oos), "in-sample": len(ins)}
+    for when, m in oos:
+        fold = folds.iloc[m["fold"]]
+        # Decided inside its fold's test window, with the parameters chosen before that window.
+        assert pd.Timestamp(m["judged_on"][0]) <= when <= pd.Timestamp(m["judged_on"][1])
+        assert pd.Timestamp(m["fitted_on"][1]) < pd.Timestamp(fold["test_start"])
+        assert str(m["params"]) == str(fold["params"])
+    # Every outcome is known after its decision, at the exit's market time.
+    assert (frame["closed_at"] > frame.index).all()

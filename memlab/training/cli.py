@@ -22,17 +22,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--end", default=None, help="last date to use (UTC)")
         p.add_argument("--memory-path", default=None)
         p.add_argument("--scheduler", default=None, help="'local' for a Dask LocalCluster, or tcp://HOST:8786")
+        p.add_argument("--min-dsr", type=_probability, default=0.5, metavar="P",
+                       help="refuse parameters whose deflated Sharpe ratio is below P (default 0.5)")
+        p.add_argument("--force", action="store_true",
+                       help="write parameters even when out-of-sample Sharpe <= 0 or the DSR is below --min-dsr")
         p.set_defaults(func=_nightly if name == "nightly" else _train)
         if name == "nightly":
             p.add_argument("--notebook", default="notebooks/nightly_training.ipynb")
             p.add_argument("--out", default="runs", help="folder for the dated run folders")
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a deflated Sharpe ratio bar is in [0, 1], got {text}")
+    return value
+
+
 def _parameters(args: argparse.Namespace) -> dict[str, object]:
     from memlab.config import memory_path
 
     return {"symbols": args.symbols, "strategy": args.strategy, "start": args.start, "end": args.end,
-            "memory_path": str(memory_path(args.memory_path)), "scheduler": args.scheduler}
+            "memory_path": str(memory_path(args.memory_path)), "scheduler": args.scheduler,
+            "min_dsr": args.min_dsr, "force": args.force}
 
 
 def _nightly(args: argparse.Namespace) -> int:
@@ -48,12 +63,24 @@ def _nightly(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from memlab.backtest.selection import SelectionRefused
     from memlab.training.trainer import TrainingConfig, train
 
-    summary = train(TrainingConfig(**_parameters(args)))  # type: ignore[arg-type]
+    try:
+        summary = train(TrainingConfig(**_parameters(args)))  # type: ignore[arg-type]
+    except SelectionRefused as exc:
+        print(f"memlab train: refused: {exc}")
+        return 1
     for symbol, result in summary["symbols"].items():
-        print(f"{symbol}: chose {result['chosen']}; out-of-sample sharpe {result['out_of_sample_sharpe']:.2f} "
-              f"(in-sample {result['in_sample_sharpe']:.2f}); {result['decisions_recorded']} decisions recorded")
+        sel = result.get("selection") or {}
+        stats = ", ".join(f"{label} {sel[k]:.2f}" for k, label in (("dsr", "DSR"), ("pbo", "PBO"), ("spa_pvalue", "SPA p"))
+                          if sel.get(k) is not None)
+        data = result["data"]
+        print(f"{symbol}: chose {result['chosen']} (best of {sel.get('n_trials', '?')} sets{'; ' + stats if stats else ''}); "
+              f"out-of-sample sharpe {result['out_of_sample_sharpe']:.2f} (in-sample {result['in_sample_sharpe']:.2f}) "
+              f"on {data['first_bar'][:10]} .. {data['last_bar'][:10]}; {result['decisions_recorded']} decisions recorded")
+    for symbol, refused in summary["refused"].items():
+        print(f"{symbol}: refused, nothing written: {refused['reason']}")
     out = Path("runs") / "last_training_summary.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from memlab.backtest.selection import SelectionRefused
 from memlab.errors import InvalidInputError, MemlabError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,11 @@ class TrainingConfig:
     """What to train: ``symbols`` are sample names (GOOG), file paths, or
     ``synthetic:SEED[:BARS]``; the grid defaults to :data:`DEFAULT_GRIDS`. ``start`` and
     ``end`` bound the history used (a time, or a mapping of symbol to time for markets
-    with different calendars): bars after ``end`` stay unseen, for paper trading."""
+    with different calendars): bars after ``end`` stay unseen, for paper trading.
+
+    Parameters are written only when they hold up: a symbol whose walk-forward
+    out-of-sample Sharpe is at or below 0, or whose last selection's deflated Sharpe ratio
+    is below ``min_dsr``, is refused (nothing of it is written) unless ``force``."""
 
     symbols: Sequence[str]
     strategy: str = "sma_cross"
@@ -55,6 +60,8 @@ class TrainingConfig:
     params_dir: str | Path | None = None
     scheduler: str | None = None
     progress: bool = True
+    min_dsr: float = 0.5
+    force: bool = False
 
 
 @dataclass
@@ -68,6 +75,7 @@ class SymbolResult:
     summary: dict[str, Any]
     full_stats: dict[str, float]
     decisions: list[Any] = field(repr=False)
+    selection: Any = None
 
 
 def load_symbol(spec: str, *, start: str | None = None, end: str | None = None) -> pd.DataFrame:
@@ -133,11 +141,32 @@ def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
                                      meta={"fitted_on": [report.folds["train_start"].iloc[-1].isoformat(),
                                                          report.folds["train_end"].iloc[-1].isoformat()]})
     summary = report.summary()
+    last = report.selection[-1] if report.selection else None
+    if last is not None:
+        from dataclasses import replace
+
+        last = replace(last, chosen=dict(chosen))  # the set walk-forward kept (at least min_trades trades)
+        summary["selection"] = last.as_dict()
     summary["data"] = {"first_bar": ohlcv.index[0].isoformat(), "last_bar": ohlcv.index[-1].isoformat(),
                        "bars": len(ohlcv)}
     summary["experience"] = {OUT_OF_SAMPLE: sum(d.meta["sample"] == OUT_OF_SAMPLE for d in decisions),
                              IN_SAMPLE: sum(d.meta["sample"] == IN_SAMPLE for d in decisions)}
-    return SymbolResult(symbol, cfg.strategy, report.folds, chosen, summary, full.stats, decisions)
+    return SymbolResult(symbol, cfg.strategy, report.folds, chosen, summary, full.stats, decisions, last)
+
+
+def guard(res: SymbolResult, cfg: TrainingConfig) -> None:
+    """Raise :class:`~memlab.backtest.selection.SelectionRefused` when ``res``'s parameters
+    do not hold up out of sample (see :class:`TrainingConfig`)."""
+    from memlab.backtest.selection import ONE_SET_NOTE, SelectionReport, guard_parameters
+
+    report = res.selection
+    if report is None:  # a sweep without selection statistics: judged out of sample only
+        report = SelectionReport(n_trials=1, chosen=dict(res.chosen), chosen_sharpe=None, sharpe_per_period=None,
+                                 expected_max_sharpe=None, dsr=None, pbo=None, spa_pvalue=None,
+                                 reality_check_pvalue=None, n_obs=0, n_subperiods=0, fitted_on=None,
+                                 applicable=False, note=ONE_SET_NOTE)
+    guard_parameters(report, float(res.summary.get("out_of_sample_sharpe", float("nan"))),
+                     min_dsr=cfg.min_dsr, force=cfg.force)
 
 
 def train(cfg: TrainingConfig) -> dict[str, Any]:
@@ -161,9 +190,22 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
     except Exception as exc:
         raise TrainingError(f"training failed before anything was written: {exc.__class__.__name__}: {exc}") from exc
     stamp = datetime.now(UTC)
-    summary: dict[str, Any] = {"trained_at": stamp.isoformat(timespec="seconds"), "strategy": cfg.strategy, "symbols": {}}
+    summary: dict[str, Any] = {"trained_at": stamp.isoformat(timespec="seconds"), "strategy": cfg.strategy,
+                               "symbols": {}, "refused": {}}
+    accepted = []
+    for res in results:
+        try:
+            guard(res, cfg)
+            accepted.append(res)
+        except SelectionRefused as exc:
+            summary["refused"][res.symbol] = {"reason": str(exc), **{k: v for k, v in res.summary.items()
+                                                                     if k != "chosen"}}
+            log.warning("%s: %s", res.symbol, exc)
+    if not accepted:
+        raise SelectionRefused("; ".join(f"{s}: {r['reason']}" for s, r in summary["refused"].items())
+                               + " Nothing was written.")
     with MemoryStores(cfg.memory_path) as mem:
-        for res in results:
+        for res in accepted:
             reason = (f"walk-forward {stamp:%Y-%m-%d}: {len(res.folds)} folds, out-of-sample "
                       f"{cfg.metric} {res.summary[f'out_of_sample_{cfg.metric}']:.2f} "
                       f"(in-sample {res.summary[f'in_sample_{cfg.metric}']:.2f})")

@@ -43,6 +43,9 @@ class WalkForwardReport:
     folds: pd.DataFrame
     metric: str
     out_of_sample: list[BacktestResult] = field(default_factory=list, repr=False)
+    selection: list[Any] = field(default_factory=list, repr=False)
+    """Each fold's :class:`~memlab.backtest.selection.SelectionReport`: what choosing the best
+    set on its train window is worth (trials, deflated Sharpe, PBO, SPA)."""
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -105,10 +108,13 @@ def walk_forward(
     costs = {"fees": fees, "slippage": slippage, "direction": direction}
     rows = []
     tested: list[BacktestResult] = []
+    selected: list[Any] = []
     start = 0
     while start + train_bars + test_bars <= len(ohlcv):
         train = ohlcv.iloc[start : start + train_bars]
         table = sweep(train, strategy, grid, progress=progress, **costs)
+        chosen_report = table.attrs.get("selection")
+        selected.append(chosen_report)
         ranked = table[table["n_trades"] >= min_trades].sort_values(metric, ascending=False, kind="stable")
         if ranked.empty:
             ranked = table.sort_values(metric, ascending=False, kind="stable")
@@ -124,6 +130,8 @@ def walk_forward(
             "test_start": ohlcv.index[t0], "test_end": ohlcv.index[t1 - 1], "params": params,
             **{f"is_{k}": float(best[k]) for k in ("sharpe", "total_return", "win_rate", "n_trades")},
             **{f"oos_{k}": float(oos[k]) for k in ("sharpe", "total_return", "win_rate", "n_trades")},
+            "n_trials": len(table),
+            **{k: getattr(chosen_report, k, None) for k in ("dsr", "pbo", "spa_pvalue")},
         })
         start += test_bars
-    return WalkForwardReport(ohlcv.attrs.get("symbol", "?"), strategy, pd.DataFrame(rows), metric, tested)
+    return WalkForwardReport(ohlcv.attrs.get("symbol", "?"), strategy, pd.DataFrame(rows), metric, tested, selected)
