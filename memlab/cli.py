@@ -18,10 +18,12 @@ from memlab.errors import MemlabError
 COMMAND_MODULES: tuple[str, ...] = (
     "memlab.memory.cli",
     "memlab.credentials",
+    "memlab.strategies.cli",
     "memlab.training.cli",
     "memlab.trader.cli",
     "memlab.dashboard.cli",
     "memlab.demo",
+    "memlab.evaluation.cli",
 )
 
 

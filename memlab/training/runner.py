@@ -1,19 +1,27 @@
 """Nightly runs: execute the training notebook with papermill into ``runs/YYYY-MM-DD/``.
 
 The run folder gets the executed notebook (kept even when a cell fails, for
-inspection) and ``summary.json``, which the notebook writes through memlab. A failed
-cell raises :class:`NightlyRunError` naming the notebook to open.
+inspection) and ``summary.json``, which the notebook writes through memlab
+(:func:`write_summary`, :func:`add_to_summary`): the training results per symbol, and
+under ``"evaluation"`` whether memory helped out of sample (:func:`nightly_evaluation`,
+whose files go to ``evaluation/`` in the run folder). A failed cell raises
+:class:`NightlyRunError` naming the notebook to open.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memlab.errors import MemlabError
+from memlab.errors import InvalidInputError, MemlabError
+
+if TYPE_CHECKING:
+    from memlab.evaluation import EvaluationReport
 
 DEFAULT_NOTEBOOK = Path("notebooks") / "nightly_training.ipynb"
 
@@ -59,3 +67,63 @@ def run_nightly(
         raise NightlyRunError(f"{executed} ran but wrote no summary.json", executed)
     json.loads(summary.read_text())  # a summary that is not JSON is a failed run too
     return run_dir
+
+
+def write_summary(output_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> Path:
+    """Write ``summary.json`` in ``output_dir`` atomically (a reader never sees half a file)."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "summary.json"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".summary-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(dict(summary), indent=2, default=str))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def add_to_summary(output_dir: str | os.PathLike[str], key: str, value: Any) -> Path:
+    """Set ``key`` in ``output_dir/summary.json`` (kept as it was otherwise; created if missing)."""
+    path = Path(output_dir) / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary[key] = value
+    return write_summary(output_dir, summary)
+
+
+def nightly_evaluation(
+    output_dir: str | os.PathLike[str],
+    markets: Sequence[str],
+    *,
+    strategy: str = "sma_cross",
+    draws: int = 1000,
+    seed: int = 0,
+) -> EvaluationReport | None:
+    """Does memory help? on ``markets`` (see :mod:`memlab.evaluation`), into the nightly run.
+
+    The report's files go to ``output_dir/evaluation/`` and its summary to
+    ``summary.json["evaluation"]``. No market long enough for one fold is not a failed
+    night: the summary then says why under ``"evaluation"["error"]`` and this returns
+    None. An unknown market or strategy raises :class:`~memlab.errors.InvalidInputError`.
+    With no markets the evaluation is skipped (``"evaluation": null``).
+    """
+    from memlab.evaluation import evaluate_memory
+
+    if not markets:
+        add_to_summary(output_dir, "evaluation", None)
+        return None
+    try:
+        report = evaluate_memory(list(markets), strategy=strategy, draws=draws, seed=seed, progress=False)
+    except InvalidInputError:
+        raise
+    except MemlabError as exc:
+        add_to_summary(output_dir, "evaluation", {"error": str(exc)})
+        return None
+    folder = Path(output_dir) / "evaluation"
+    paths = report.save(folder)
+    add_to_summary(output_dir, "evaluation", {**report.summary(), "files": {k: str(p) for k, p in paths.items()}})
+    return report
