@@ -98,7 +98,7 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
     from memlab.memory import MemoryStores
     from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
-    from memlab.trader.cli import hold_out
+    from memlab.trader.holdout import hold_out
 
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
                           sizing="full", fees=0.0005, balance=100_000.0, feed={"sample": "GOOG"})

@@ -206,9 +206,10 @@ def test_the_paper_trading_notebook_runs_a_session_and_reconciles(tmp_path: Path
     out = tmp_path / "paper_trading.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / "paper_trading.ipynb"), str(out), kernel_name="python3",
                         progress_bar=False, cwd=str(ROOT),
-                        parameters={"memory_path": str(tmp_path / "mem"), "max_bars": None})
+                        parameters={"memory_path": str(tmp_path / "mem"), "max_bars": None, "after": "2008-01-01"})
     executed = json.loads(out.read_text())
     text = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "paper-trading GOOG only after 2008-01-01" in text  # the hold-out is said, not silent
     assert "paper +" in text and "difference" in text
     difference = float(text.split("(difference ")[1].split(")")[0])
     assert abs(difference) < 1e-9
