@@ -5,7 +5,10 @@ thousands of sets over a year of minute bars needs a few. For ``sma_cross`` long
 sweeps, this kernel computes the crossings from precomputed moving averages and tracks
 cash, units and equity in one pass, parameter sets in parallel. It reproduces vectorbt's
 accounting exactly (all-in sizing ``cash / (price * (1 + fees))``, slippage on the fill
-price, equity marked at the close) and a test holds it to vectorbt's results.
+price, equity marked at the close) and a test holds it to vectorbt's results. It also
+records each set's equity at chosen bars (``marks_at``): the sub-period returns the
+selection statistics of :mod:`memlab.backtest.selection` need, without a bars-by-sets
+matrix.
 """
 
 from __future__ import annotations
@@ -37,16 +40,21 @@ def sma_cross_long_nb(
     fees: float,
     slippage: float,
     init_cash: float,
-) -> np.ndarray:
-    """Per set: total_return, n_trades (closed), wins, mean and std of bar returns, max drawdown.
+    marks_at: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per set: total_return, n_trades (closed), wins, mean and std of bar returns, max drawdown;
+    and the equity at the bars ``marks_at``.
 
     ``mas[i]`` is the moving average of window ``i``; set ``j`` crosses ``mas[fast_idx[j]]``
     over ``mas[slow_idx[j]]``. Signals at bar t fill at bar t+1's open (``next_open``) or
-    at bar t's close.
+    at bar t's close. ``marks_at`` (increasing bar positions, possibly empty) gives the
+    second result, ``marks[j, q]`` = set j's equity at the close of bar ``marks_at[q]``.
     """
     n = close.shape[0]
     m = fast_idx.shape[0]
+    n_marks = marks_at.shape[0]
     out = np.empty((m, 6))
+    marks = np.empty((m, n_marks))
     for j in numba.prange(m):
         f = mas[fast_idx[j]]
         s = mas[slow_idx[j]]
@@ -62,6 +70,7 @@ def sma_cross_long_nb(
         mean = 0.0
         m2 = 0.0
         pending = 0  # +1 buy, -1 sell, to fill at this bar's open
+        q = 0  # next mark
         for t in range(n):
             if next_open and pending != 0:
                 cash, units, cost, closed, won = _fill(pending, open_[t], cash, units, cost, fees, slippage)
@@ -82,6 +91,9 @@ def sma_cross_long_nb(
                     trades += closed
                     wins += won
             value = cash + units * close[t]
+            if q < n_marks and marks_at[q] == t:
+                marks[j, q] = value
+                q += 1
             if t > 0:
                 r = value / prev_value - 1.0
                 count += 1
@@ -100,4 +112,4 @@ def sma_cross_long_nb(
         out[j, 3] = mean
         out[j, 4] = np.sqrt(m2 / (count - 1)) if count > 1 else np.nan
         out[j, 5] = max_dd
-    return out
+    return out, marks

@@ -3,6 +3,12 @@
 The grid is expanded to every combination; combinations are simulated in chunks
 (``chunk_size`` columns per vectorbt call) so memory stays bounded on long histories.
 Indicator values shared by several combinations are computed once per sweep.
+
+Every sweep also says what choosing its best set is worth: each set's equity is
+recorded at the ends of at most :data:`SUBPERIODS` equal sub-periods while it is
+simulated (one small sets-by-sub-periods matrix, never bars by sets), and
+:func:`memlab.backtest.selection.selection_report` turns them, with the sets' Sharpe
+ratios, into ``table.attrs["selection"]``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.backtest.engine import Direction, Fill, check_costs, periods_per_year, simulate
+from memlab.backtest.selection import SelectionReport, selection_report
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
 from memlab.strategies.library import sma_cross
@@ -23,11 +30,34 @@ from memlab.strategies.library import sma_cross
 #: 525,600 bars peaked at 18 GB).
 _MATRICES_PER_SET = 45
 
+#: Most sub-periods a sweep records per set for PBO and SPA: 16 CSCV blocks of 16, so each
+#: half-sample Sharpe ratio rests on 128 returns, the bootstrap has 256 to resample, and
+#: 10,000 sets hold 20 MB.
+SUBPERIODS = 256
+#: CSCV blocks for the probability of backtest overfitting (C(16, 8) = 12,870 splits).
+PBO_BLOCKS = 16
 
-def _sweep_piece(task: tuple[pd.DataFrame, str, list[dict[str, Any]], dict[str, Any]]) -> pd.DataFrame:
+
+def subperiod_edges(n_bars: int) -> np.ndarray:
+    """Bar positions that cut ``n_bars`` bars into equal sub-periods (in bars) for PBO and SPA.
+
+    ``SUBPERIODS`` of them, or fewer on short histories (a multiple of ``PBO_BLOCKS``, at
+    least one bar each); empty when fewer than ``2 * PBO_BLOCKS`` bar returns exist.
+    Sub-period ``p`` runs from the close of bar ``edges[p]`` to the close of ``edges[p + 1]``.
+
+    >>> subperiod_edges(1000)[:3], len(subperiod_edges(1000)) - 1, len(subperiod_edges(20))
+    (array([0, 4, 8]), 256, 0)
+    """
+    count = PBO_BLOCKS * min(SUBPERIODS // PBO_BLOCKS, max(n_bars - 1, 0) // PBO_BLOCKS)
+    if count < 2 * PBO_BLOCKS:
+        return np.empty(0, dtype=np.int64)
+    return np.floor(np.linspace(0, n_bars - 1, count + 1) + 0.5).astype(np.int64)
+
+
+def _sweep_piece(task: tuple[pd.DataFrame, str, list[dict[str, Any]], dict[str, Any]]) -> tuple[pd.DataFrame, np.ndarray]:
     """One worker's share of a distributed sweep (a top-level function, so Dask can ship it)."""
     ohlcv, strategy, combos, options = task
-    return sweep(ohlcv, strategy, combos, progress=False, **options)
+    return _run_sets(ohlcv, strategy, combos, progress=False, **options)
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +107,9 @@ def sweep(
     engine: str = "auto",
     scheduler: str | None = None,
     parts: int = 8,
+    selection: bool = True,
+    selection_draws: int = 1000,
+    selection_seed: int = 0,
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid``; one row per combination.
 
@@ -94,13 +127,20 @@ def sweep(
     ``sharpe``, ``max_drawdown`` (as in :func:`memlab.backtest.run`). Combinations the
     strategy refuses (e.g. ``fast >= slow``) are skipped when ``skip_invalid``.
 
+    ``table.attrs["selection"]`` is the :class:`~memlab.backtest.selection.SelectionReport`
+    for choosing the set with the best Sharpe ratio: deflated Sharpe ratio over all the
+    sets tried, probability of backtest overfitting and SPA p-value (``selection_draws``
+    bootstrap draws, seeded by ``selection_seed``) over equal sub-periods (see
+    :func:`subperiod_edges`). ``selection=False`` skips it (and its cost).
+
     >>> from memlab.data import sample
     >>> table = sweep(sample("GOOG"), "sma_cross", {"fast": [5, 10], "slow": [20, 40]}, progress=False)
     >>> len(table), list(table.columns[:3])
     (4, ['fast', 'slow', 'total_return'])
+    >>> report = table.attrs["selection"]
+    >>> report.n_trials, report.chosen == table.loc[table["sharpe"].idxmax(), ["fast", "slow"]].to_dict()
+    (4, True)
     """
-    from tqdm.auto import tqdm
-
     fn = get(strategy)
     combos = []
     for combo in expand_grid(grid):
@@ -114,27 +154,76 @@ def sweep(
         combos.append(params)
     if not combos:
         raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    if engine not in ("auto", "vectorbt"):
+        raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
+    options: dict[str, Any] = {"fees": fees, "slippage": slippage, "fill": fill, "direction": direction, "init_cash": init_cash,
+               "chunk_size": chunk_size, "memory_budget_gb": memory_budget_gb, "engine": engine}
+    edges = subperiod_edges(len(ohlcv)) if selection else np.empty(0, dtype=np.int64)
     if scheduler is not None:
         from memlab.training.distributed import fan_out
 
         size = -(-len(combos) // max(1, parts))
         pieces = [combos[i : i + size] for i in range(0, len(combos), size)]
-        options = {"fees": fees, "slippage": slippage, "fill": fill, "direction": direction,
-                   "init_cash": init_cash, "chunk_size": chunk_size, "memory_budget_gb": memory_budget_gb,
-                   "engine": engine}
-        tables = fan_out(_sweep_piece, [(ohlcv, strategy, piece, options) for piece in pieces],
-                         scheduler=scheduler, desc=f"sweep {strategy}", progress=progress)
-        return pd.concat(tables, ignore_index=True)
-    if engine not in ("auto", "vectorbt"):
-        raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
+        results = fan_out(_sweep_piece, [(ohlcv, strategy, piece, {**options, "marks_at": edges}) for piece in pieces],
+                          scheduler=scheduler, desc=f"sweep {strategy}", progress=progress)
+        table = pd.concat([r[0] for r in results], ignore_index=True)
+        marks = np.vstack([r[1] for r in results])
+    else:
+        table, marks = _run_sets(ohlcv, strategy, combos, progress=progress, marks_at=edges, **options)
+    if selection:
+        table.attrs["selection"] = _selection(ohlcv, strategy, combos, table, marks, options,
+                                              draws=selection_draws, seed=selection_seed)
+    return table
+
+
+def _selection(ohlcv: pd.DataFrame, strategy: str, combos: list[dict[str, Any]], table: pd.DataFrame,
+               marks: np.ndarray, options: dict[str, Any], *, draws: int, seed: int) -> SelectionReport:
+    """The selection statistics of a finished sweep (``marks``: sets x sub-period ends)."""
+    every_bar = np.arange(len(ohlcv), dtype=np.int64)
+
+    def bar_returns(i: int) -> np.ndarray:
+        # One set again, its equity at every bar: cheap next to the sweep, and exactly its returns.
+        _, equity = _run_sets(ohlcv, strategy, [combos[i]], progress=False, marks_at=every_bar, **options)
+        return np.diff(equity[0]) / equity[0, :-1]
+
+    sub = None
+    if marks.shape[1] > 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sub = (marks[:, 1:] / marks[:, :-1] - 1.0).T
+    return selection_report(combos, table["sharpe"].to_numpy(np.float64), bar_returns, sub, index=ohlcv.index,
+                            periods_per_year=periods_per_year(ohlcv.index), n_blocks=PBO_BLOCKS, draws=draws,
+                            seed=seed)
+
+
+def _run_sets(
+    ohlcv: pd.DataFrame,
+    strategy: str,
+    combos: list[dict[str, Any]],
+    *,
+    fees: float,
+    slippage: float,
+    fill: Fill,
+    direction: Direction,
+    init_cash: float,
+    chunk_size: int | None,
+    memory_budget_gb: float,
+    engine: str,
+    progress: bool,
+    marks_at: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Backtest ``combos`` (already checked): the table, and each set's equity at the bars ``marks_at``."""
+    from tqdm.auto import tqdm
+
     if engine == "auto" and strategy == "sma_cross" and direction == "longonly" and get(strategy) is sma_cross:
         return _sma_cross_kernel_sweep(ohlcv, combos, fees=fees, slippage=slippage, fill=fill,
-                                       init_cash=init_cash, progress=progress)
+                                       init_cash=init_cash, progress=progress, marks_at=marks_at)
+    fn = get(strategy)
     if chunk_size is None:
         chunk_size = max(1, min(200, int(memory_budget_gb * 1e9 / (len(ohlcv) * 8 * _MATRICES_PER_SET))))
     ppy = periods_per_year(ohlcv.index)
     shift = fill == "next_open"
     rows: list[dict[str, Any]] = []
+    marks = np.empty((len(combos), len(marks_at)))
     bar = tqdm(total=len(combos), desc=f"sweep {strategy}", unit="set", disable=not progress)
     batch = BATCH.get(strategy)
     # Sweeps need numbers only: a RangeIndex spares vectorbt converting a tz-aware
@@ -161,6 +250,7 @@ def sweep(
                         orders[arg][:, j] = values
             pf = simulate(plain, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
             values = pf.value().to_numpy()
+            marks[lo : lo + len(chunk)] = values[marks_at].T
             stats = _column_stats(values, ppy)
             closed = pf.trades.closed
             counts = np.atleast_1d(np.asarray(closed.count())).ravel()
@@ -179,11 +269,12 @@ def sweep(
             bar.update(len(chunk))
     finally:
         bar.close()
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), marks
 
 
 def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *, fees: float, slippage: float,
-                            fill: Fill, init_cash: float, progress: bool) -> pd.DataFrame:
+                            fill: Fill, init_cash: float, progress: bool,
+                            marks_at: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     from tqdm.auto import tqdm
 
     from memlab.backtest.kernels import sma_cross_long_nb
@@ -196,8 +287,9 @@ def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *
     mas = np.vstack([close.rolling(w).mean().to_numpy() for w in tqdm(windows, desc="moving averages", disable=not progress)])
     fast_idx = np.array([position[int(c["fast"])] for c in combos], dtype=np.int64)
     slow_idx = np.array([position[int(c["slow"])] for c in combos], dtype=np.int64)
-    out = sma_cross_long_nb(ohlcv["Open"].to_numpy(np.float64), close.to_numpy(np.float64), mas, fast_idx, slow_idx,
-                            fill == "next_open", float(fees), float(slippage), float(init_cash))
+    out, marks = sma_cross_long_nb(ohlcv["Open"].to_numpy(np.float64), close.to_numpy(np.float64), mas, fast_idx,
+                                   slow_idx, fill == "next_open", float(fees), float(slippage), float(init_cash),
+                                   np.ascontiguousarray(marks_at, dtype=np.int64))
     ppy = periods_per_year(ohlcv.index)
     with np.errstate(divide="ignore", invalid="ignore"):
         sharpe = np.where(out[:, 4] > 0, out[:, 3] / out[:, 4] * np.sqrt(ppy), np.nan)
@@ -208,4 +300,4 @@ def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *
     table["win_rate"] = win_rate
     table["sharpe"] = sharpe
     table["max_drawdown"] = out[:, 5]
-    return table
+    return table, marks
