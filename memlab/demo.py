@@ -29,14 +29,20 @@ def backtest_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     table = backtest.sweep(bars, "sma_cross", {"fast": [5, 10, 15, 20, 25], "slow": [30, 40, 50, 60, 80, 100]},
                            fees=0.0005, progress=False)
     best = table.sort_values("sharpe", ascending=False).iloc[0]
-    print(f"  sweep of {len(table)} parameter sets: best sharpe {best['sharpe']:.2f} at fast={int(best['fast'])}, slow={int(best['slow'])}")
+    sel = table.attrs["selection"]
+    print(f"  sweep of {sel.n_trials} parameter sets on GOOG {sel.fitted_on[0]:%Y-%m-%d}..{sel.fitted_on[1]:%Y-%m-%d}: "
+          f"best sharpe {best['sharpe']:.2f} at fast={int(best['fast'])}, slow={int(best['slow'])} "
+          "(in-sample: chosen and judged on the same bars)")
+    print(f"  what choosing it is worth: deflated Sharpe {sel.dsr:.2f}, probability of backtest overfitting "
+          f"{sel.pbo:.2f}, SPA p-value {sel.spa_pvalue:.3f} (vs a zero return)")
+    (out_dir / "sweep_selection.json").write_text(json.dumps(sel.as_dict(), indent=2) + "\n")
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     result.figure().write_html(figures / "backtest_equity.html", include_plotlyjs="directory")
     backtest.sweep_heatmap(table, "fast", "slow", "sharpe").write_html(figures / "sweep_heatmap.html", include_plotlyjs="directory")
     table.to_csv(out_dir / "sweep.csv", index=False)
     return {"equity + drawdown": figures / "backtest_equity.html", "sweep heatmap": figures / "sweep_heatmap.html",
-            "sweep table": out_dir / "sweep.csv"}
+            "sweep table": out_dir / "sweep.csv", "selection statistics": out_dir / "sweep_selection.json"}
 
 
 #: Training sees GOOG up to here; the paper session trades only the bars after it.
@@ -69,11 +75,12 @@ def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
         mem.journal.append({"Learned": "Support at 64500 is strong"}, note="record for future")
         latest = mem.decisions.recent(1)
         features = latest[[c for c in latest.columns if c in ("ret_5", "ret_20", "volatility", "vol_ratio", "rsi", "trend")]].iloc[0].to_dict()
-        similar = mem.decisions.nearest(features, k=10, closed_only=True)
+        similar = mem.decisions.nearest(features, k=10, closed_only=True, include_in_sample=False)
         won = int((similar["pnl"] > 0).sum())
         found = mem.decisions.search("lost", limit=5)
         print(f"  journal: {len(mem.journal)} lines; last: {mem.journal.tail(1)[0]}")
-        print(f"  decisions: {mem.decisions.count()}; the 10 most similar to the latest situation: {won} won, "
+        print(f"  decisions: {mem.decisions.count()}; the 10 most similar out-of-sample trades to the latest "
+              f"situation: {won} won, "
               f"mean {similar['return_pct'].mean():+.2f}%")
         print(f"  full-text search 'lost': {len(found)} hits, e.g. {found['reason'].iloc[0]!r}")
         print(f"  parameters: {mem.parameters.current()}")
