@@ -6,6 +6,8 @@ webhook's shared secret is ``<NAME>_WEBHOOK_SECRET``.
 Variables already in the environment win over ``.env``. Values come back wrapped in
 :class:`Secret`, whose repr, str, format and pickling never show them; every access is
 appended to an audit log (when, which broker, which caller) without the values.
+Every value a manager loads is registered with :mod:`memlab.log_redaction`, so it is
+masked in every log record of the process, whoever logs it.
 
 >>> import os
 >>> os.environ["DEMO_API_KEY"], os.environ["DEMO_API_SECRET"] = "AKIA0123456789abcd", "s3cr3t-value"
@@ -35,6 +37,7 @@ from dotenv import dotenv_values
 
 from memlab.config import memory_path
 from memlab.errors import ConfigurationError, InvalidInputError
+from memlab.log_redaction import redact, register_secret
 from memlab.memory.durable import append_durable, ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -168,6 +171,7 @@ class CredentialManager:
             for key, value in env.items():
                 if key.endswith(_SUFFIXES) and value:
                     values[key] = value  # the environment wins over .env
+            register_secret(*values.values())  # before any code can log them
             self._values = values
             self._env_mtime = mtime
             self.loaded_at = datetime.now(UTC)
@@ -278,19 +282,22 @@ def _caller() -> str:
 
 
 class RedactSecrets(logging.Filter):
-    """A logging filter that masks any loaded secret value that slips into a record."""
+    """A logging filter that masks any loaded secret value (and any credential field, see
+    :func:`memlab.log_redaction.redact`) that slips into a record. The CLI installs the
+    same masking process-wide (:func:`memlab.log_redaction.install`)."""
 
     def __init__(self, manager: CredentialManager) -> None:
         super().__init__()
         self._manager = manager
 
     def filter(self, record: logging.LogRecord) -> bool:
+        register_secret(*self._manager.secret_values())  # rotated values too
         message = record.getMessage()
-        secrets = [s for s in self._manager.secret_values() if len(s) >= 4]
-        if any(s in message for s in secrets):
-            for s in secrets:
-                message = message.replace(s, "****")
-            record.msg, record.args = message, None
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 

@@ -3,6 +3,11 @@
 Signals are decided at a bar's close. By default they fill at the **next bar's open**
 (no look-ahead); ``fill="close"`` fills at the signal bar's close instead. Fees and
 slippage are fractions of traded value (0.001 = 0.1 %).
+
+The bars get the same checks as :func:`memlab.data.load_ohlcv` whichever way they come
+in (see :func:`memlab.data.require_ohlcv`): NaN or infinite prices, unsorted or duplicate
+times, a naive index, High below Low are refused naming the column and the first bad
+timestamp; lowercase ``open``…``volume`` columns are taken as ``Open``…``Volume``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from memlab.data.validate import check_values, require_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.strategies import check_params, get, load_params
 
@@ -78,7 +84,7 @@ def check_costs(*, fees: float, slippage: float, fill: str, direction: str) -> N
     if direction not in ("longonly", "both"):
         raise InvalidInputError(f"direction must be 'longonly' or 'both', not {direction!r}")
     for name, value in (("fees", fees), ("slippage", slippage)):
-        if not 0 <= value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
             raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
 
 
@@ -92,10 +98,16 @@ def simulate(
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
 ) -> Any:
-    """The vectorbt Portfolio for prepared signals (1-D frame or 2-D arrays per column)."""
+    """The vectorbt Portfolio for prepared signals (1-D frame or 2-D arrays per column).
+
+    ``ohlcv``'s prices are checked here too (NaN, inf, non-positive, High below Low), so
+    every window a caller cuts is refused the same way; its index is the caller's."""
     import vectorbt as vbt
 
     check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+    if not isinstance(init_cash, (int, float, np.number)) or not 0 < init_cash < np.inf:
+        raise InvalidInputError(f"init_cash must be a positive, finite amount, got {init_cash!r}")
+    check_values(ohlcv, source=str(ohlcv.attrs.get("source") or "ohlcv"))
     orders = _orders(signals, fill) if isinstance(signals, pd.DataFrame) else signals
     price = ohlcv["Open"] if fill == "next_open" else ohlcv["Close"]
     kwargs: dict[str, Any] = {"entries": orders["entries"], "exits": orders["exits"]}
@@ -168,7 +180,13 @@ def run(
     >>> result = run(sample("GOOG"), "sma_cross", {"fast": 10, "slow": 30}, fees=0.001)
     >>> sorted(result.stats)[:4]
     ['final_value', 'max_drawdown', 'n_trades', 'open_trade']
+
+    Raises:
+        DataValidationError: ``ohlcv`` fails a check of :func:`memlab.data.require_ohlcv`.
+        InvalidInputError: an unknown parameter, or fees/slippage outside [0, 1).
     """
+    check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+    ohlcv = require_ohlcv(ohlcv)
     chosen = check_params(strategy, {**load_params(strategy, ohlcv.attrs.get("symbol")), **(params or {})})
     signals = get(strategy)(ohlcv, **chosen)
     pf = simulate(ohlcv, signals, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from memlab.backtest.engine import Direction, Fill, check_costs, periods_per_year, simulate
 from memlab.backtest.selection import SelectionReport, selection_report
+from memlab.data.validate import require_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
 from memlab.strategies.library import sma_cross
@@ -141,6 +142,7 @@ def sweep(
     >>> report.n_trials, report.chosen == table.loc[table["sharpe"].idxmax(), ["fast", "slow"]].to_dict()
     (4, True)
     """
+    ohlcv = require_ohlcv(ohlcv)  # the same checks as load_ohlcv: NaN, inf, unsorted or naive times...
     fn = get(strategy)
     combos = []
     for combo in expand_grid(grid):

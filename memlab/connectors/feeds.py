@@ -12,6 +12,11 @@ signals for the replay in one vectorised call.
   a venue that stays down is retried forever with backoff while health says ``down``.
 - :class:`WatchFeed`: ccxt.pro ``watch_ohlcv`` where the venue has it; a bar is closed
   when the next one opens. Falls back to polling when the socket fails.
+
+Bars get the checks of :func:`memlab.data.load_ohlcv` however they come in: a replayed
+frame is refused as a whole (naming the column and the first bad timestamp); a venue's
+candle that fails them (NaN, inf, a non-positive price, High below Low) is dropped with a
+warning that says why, so one bad candle does not stop a live session.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import pandas as pd
 from memlab.connectors.brokers import ExchangeConnection
 from memlab.connectors.health import HealthBoard
 from memlab.connectors.paper_broker import Bar
-from memlab.data import validate_ohlcv
+from memlab.data import require_ohlcv
+from memlab.data.validate import OHLCV_COLUMNS, invalid_rows
 from memlab.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -38,10 +44,22 @@ FeedItem = tuple[str, Bar]
 
 
 def _frame_from_candles(rows: list[list[float]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["time", "Open", "High", "Low", "Close", "Volume"])
+    frame = pd.DataFrame([r[:6] for r in rows], columns=["time", *OHLCV_COLUMNS])
     frame.index = pd.to_datetime(frame.pop("time"), unit="ms", utc=True)
     frame.index.name = None
-    return frame.astype(float)
+    return frame.apply(pd.to_numeric, errors="coerce").astype(float)
+
+
+def checked_candles(name: str, symbol: str, rows: list[list[float]]) -> list[list[float]]:
+    """``rows`` (ccxt candles) without those that fail :func:`memlab.data.validate.value_problems`;
+    each drop is logged with the column and the candle's time."""
+    if not rows:
+        return rows
+    bad, why = invalid_rows(_frame_from_candles(rows))
+    if why is None:
+        return rows
+    log.warning("feed %r: %s: dropped %d candle(s) the venue sent: %s", name, symbol, int(bad.sum()), why)
+    return [r for r, drop in zip(rows, bad, strict=True) if not drop]
 
 
 class ReplayFeed:
@@ -67,7 +85,7 @@ class ReplayFeed:
         if warmup < 0:
             raise InvalidInputError(f"feed {name!r}: warmup is a number of bars >= 0, got {warmup}")
         self.name, self.speed, self.yield_every, self.warmup = name, speed, yield_every, int(warmup)
-        self.frames = {symbol: validate_ohlcv(frame, gaps="report") for symbol, frame in frames.items()}
+        self.frames = {symbol: require_ohlcv(frame, source=f"feed {name!r}: {symbol}") for symbol, frame in frames.items()}
         self.symbols = list(self.frames)
         self.health = health
         if health is not None:
@@ -145,14 +163,14 @@ class PollingFeed:
     def history(self, symbol: str) -> pd.DataFrame:
         return self._history.get(symbol, pd.DataFrame(columns=["Open", "High", "Low", "Close", "Volume"]))
 
-    def _closed(self, rows: list[list[float]]) -> list[list[float]]:
+    def _closed(self, symbol: str, rows: list[list[float]]) -> list[list[float]]:
         now = self.connection.exchange.milliseconds()
-        return [r for r in rows if r[0] + self.tf_ms <= now]
+        return checked_candles(self.name, symbol, [r for r in rows if r[0] + self.tf_ms <= now])
 
     async def start(self) -> None:
         """Fetch the warm-up history of every symbol (closed candles only)."""
         for symbol in self.symbols:
-            rows = self._closed(await self._poll(symbol, None, self.warmup))
+            rows = self._closed(symbol, await self._poll(symbol, None, self.warmup))
             self._history[symbol] = _frame_from_candles(rows)
             if rows:
                 self._last[symbol] = int(rows[-1][0])
@@ -179,7 +197,7 @@ class PollingFeed:
             try:
                 for symbol in self.symbols:
                     last = self._last.get(symbol)
-                    rows = self._closed(await self._poll(symbol, None if last is None else last + 1, 1000))
+                    rows = self._closed(symbol, await self._poll(symbol, None if last is None else last + 1, 1000))
                     fresh += [(int(r[0]), symbol, r) for r in rows if last is None or r[0] > last]
                 failures = 0
             except Exception as exc:  # the connection's retries are exhausted: back off, keep going
@@ -237,7 +255,7 @@ class WatchFeed(PollingFeed):
             for r in candles:
                 if forming is not None and r[0] > forming[0]:
                     last = self._last.get(symbol)
-                    if last is None or forming[0] > last:
+                    if (last is None or forming[0] > last) and checked_candles(self.name, symbol, [forming]):
                         self._last[symbol] = int(forming[0])
                         await queue.put((symbol, Bar(forming[0] / 1000.0, float(forming[1]), float(forming[2]),
                                                      float(forming[3]), float(forming[4]))))

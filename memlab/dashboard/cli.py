@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from memlab.cli import port
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "live_monitor.ipynb"
 
 
@@ -31,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``memlab dashboard [--port 5001] [--memory-path DIR] [--no-browser]``."""
     p = subparsers.add_parser("dashboard", help="serve the live monitor (Voilà) at http://localhost:5001")
-    p.add_argument("--port", type=int, default=5001, help="port to serve on (default 5001)")
+    p.add_argument("--port", type=port, default=5001, help="port to serve on (default 5001)")
     p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--memory-path", default=None, help="memory folder (default $MEM_MEMORY_PATH or data/mem_knowledge/)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")

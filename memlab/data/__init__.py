@@ -5,6 +5,8 @@
 - :func:`synthetic_ohlcv` — a seeded regime-switching market of any size.
 - :func:`download_ohlcv` — ccxt candles, paginated and rate-limited, cached as Parquet.
 - :func:`validate_ohlcv` — the checks every loader applies, with gap reports.
+- :func:`require_ohlcv` — the same checks for a frame handed over in code (backtests,
+  sweeps, training, feeds), without a copy when it is already valid.
 """
 
 from memlab.data.download import download_ohlcv
@@ -16,6 +18,7 @@ from memlab.data.validate import (
     DataValidationError,
     GapReport,
     find_gaps,
+    require_ohlcv,
     validate_ohlcv,
 )
 
@@ -29,6 +32,7 @@ __all__ = [
     "download_ohlcv",
     "find_gaps",
     "load_ohlcv",
+    "require_ohlcv",
     "sample",
     "sample_path",
     "save_ohlcv",

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from memlab.data.validate import DataValidationError, GapPolicy, validate_ohlcv
-
-_TIME_COLUMNS = ("time", "timestamp", "date", "datetime", "open_time")
+from memlab.data.validate import TIME_COLUMNS, DataValidationError, GapPolicy, validate_ohlcv
 
 
 def load_ohlcv(path: str | os.PathLike[str], *, symbol: str | None = None, gaps: GapPolicy = "report") -> pd.DataFrame:
@@ -17,7 +15,8 @@ def load_ohlcv(path: str | os.PathLike[str], *, symbol: str | None = None, gaps:
 
     The time column is the first of ``time``, ``timestamp``, ``date``, ``datetime`` or
     ``open_time`` (any case), else the first column; naive times are taken as UTC and
-    epoch numbers as seconds or milliseconds. ``attrs['symbol']`` is ``symbol`` or the
+    epoch numbers as seconds or milliseconds (a file mixing the two is refused, naming the
+    first row of each). ``attrs['symbol']`` is ``symbol`` or the
     file's stem.
 
     >>> from memlab.data import sample_path
@@ -41,7 +40,7 @@ def load_ohlcv(path: str | os.PathLike[str], *, symbol: str | None = None, gaps:
         raise DataValidationError(f"{path}: cannot be read ({exc})") from None
     if not isinstance(raw.index, pd.DatetimeIndex):
         lowered = {str(c).strip().lower(): c for c in raw.columns}
-        time_col = next((lowered[c] for c in _TIME_COLUMNS if c in lowered), raw.columns[0])
+        time_col = next((lowered[c] for c in TIME_COLUMNS if c in lowered), raw.columns[0])
         raw = raw.set_index(time_col)
     frame = validate_ohlcv(raw, source=str(path), gaps=gaps)
     frame.attrs["symbol"] = symbol or path.stem

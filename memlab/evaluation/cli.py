@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from memlab.cli import non_negative_int, positive_int
+
 DESCRIPTION = (
     "Does memory help? Walk-forward each market (parameters chosen on train windows only), then on the "
     "test windows compare the raw strategy with the same signals gated and sized by a MemoryAgent whose "
@@ -26,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "(default: GOOG EURUSD BTCUSD synthetic)")
     p.add_argument("--strategy", default="sma_cross", help="momentum, sma_cross, rsi_reversion, high_volatility")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/evaluate-<UTC time>/)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic market and of the bootstrap")
-    p.add_argument("--draws", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic market and of the bootstrap")
+    p.add_argument("--draws", type=positive_int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-shadow", action="store_true",
                    help="the agent learns only from trades it took, not from the signals it skipped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

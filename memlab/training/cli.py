@@ -11,15 +11,17 @@ import argparse
 import json
 from pathlib import Path
 
+from memlab.cli import timestamp
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for name, helptext in (("nightly", "run notebooks/nightly_training.ipynb with papermill into runs/YYYY-MM-DD/"),
                            ("train", "walk-forward training straight into memory (no notebook)")):
         p = sub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("--symbols", nargs="+", default=["GOOG", "EURUSD"], help="samples, .csv/.parquet paths, or synthetic:SEED[:BARS]")
+        p.add_argument("--symbols", nargs="+", type=market_spec, default=["GOOG", "EURUSD"], help="samples, .csv/.parquet paths, or synthetic:SEED[:BARS]")
         p.add_argument("--strategy", default="sma_cross")
-        p.add_argument("--start", default=None, help="first date to use (UTC)")
-        p.add_argument("--end", default=None, help="last date to use (UTC)")
+        p.add_argument("--start", type=timestamp, default=None, help="first date to use (UTC)")
+        p.add_argument("--end", type=timestamp, default=None, help="last date to use (UTC)")
         p.add_argument("--memory-path", default=None)
         p.add_argument("--scheduler", default=None, help="'local' for a Dask LocalCluster, or tcp://HOST:8786")
         p.add_argument("--min-dsr", type=_probability, default=0.5, metavar="P",
@@ -30,6 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         if name == "nightly":
             p.add_argument("--notebook", default="notebooks/nightly_training.ipynb")
             p.add_argument("--out", default="runs", help="folder for the dated run folders")
+
+
+def market_spec(text: str) -> str:
+    """A market for training: a sample name, ``synthetic:SEED[:BARS]`` or an existing .csv/.parquet file."""
+    from memlab.cli import existing_file
+
+    if text.startswith("synthetic:"):
+        parts = text.split(":")
+        try:
+            numbers = [int(p) for p in parts[1:] if p]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: synthetic:SEED[:BARS] takes whole numbers") from None
+        if len(parts) > 3 or any(n < 0 for n in numbers) or (len(parts) == 3 and numbers[-1] < 1):
+            raise argparse.ArgumentTypeError(f"{text!r}: use synthetic:SEED[:BARS] with SEED >= 0 and BARS >= 1")
+        return text
+    if Path(text).suffix.lower() in (".csv", ".parquet", ".pq"):
+        return existing_file(text)
+    return text  # a sample name: training names the known ones if it is not
 
 
 def _probability(text: str) -> float:
