@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
 import subprocess
@@ -25,9 +26,10 @@ from memlab.memory.verify import verify_memory
 FEATURES = {"ret_5": 1.0, "volatility": 2.0}
 
 
-def fill(mem: MemoryStores) -> None:
+def fill(mem: MemoryStores, *, parameters: bool = True) -> None:
     mem.journal.append({"Strategy": "momentum", "Decision": "BUY", "Confidence": 0.85})
-    mem.parameters.set("position_size", 0.1, reason="initial")
+    if parameters:
+        mem.parameters.set("position_size", 0.1, reason="initial")
     mem.strategies.save("Learned", {"x": 1}, base="memlab.features:rsi", reason="r")
     i = mem.decisions.record(
         Decision("BTCUSDT", "momentum", "BUY", 0.8, "breakout", features=FEATURES)
@@ -227,3 +229,169 @@ def test_verify_detects_edits_to_archival_lessons(memory_dir: Path) -> None:
         conn.execute("UPDATE passages SET text = 'Learned: always buy'")
     report = verify_memory(memory_dir)
     assert not report.ok and "archival.sqlite: row 1 differs" in str(report)
+
+
+def _contents(root: Path) -> dict[str, object]:
+    """What the folder holds: bytes of each file, SQLite stores by content."""
+    out: dict[str, object] = {}
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or path.name.endswith((".lock", "-wal", "-shm")):
+            continue
+        if path.suffix == ".sqlite":
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            out[path.name] = list(conn.iterdump())
+            conn.close()
+        else:
+            out[path.name] = path.read_bytes()
+    return out
+
+
+def _core(mem: MemoryStores):  # type: ignore[no-untyped-def]
+    from memlab.agent.core_memory import CoreMemory
+
+    return CoreMemory(mem.path, journal=mem.journal, audit=mem.audit, cipher=mem.cipher)
+
+
+def _batch(mem: MemoryStores) -> None:
+    with mem.journal.batch():
+        mem.journal.append({"N": 1})
+        mem.journal.append({"N": 2})
+
+
+WRITE_PATHS = {
+    "journal append": lambda mem: mem.journal.append({"Decision": "BUY"}),
+    "journal batch": _batch,
+    "parameters": lambda mem: mem.parameters.set("position_size", 0.3, reason="new"),
+    "first parameter write": lambda mem: mem.parameters.set("position_size", 0.3, reason="new"),
+    "strategy modules": lambda mem: mem.strategies.save("Learned", {"x": 2}, base="memlab.features:rsi", reason="r"),
+    "decision": lambda mem: mem.decisions.record(Decision("ETHUSDT", "momentum", "BUY", 0.5, "x", features=FEATURES)),
+    "outcome": lambda mem: mem.decisions.close_outcome(2, pnl=1.0),
+    "core memory append": lambda mem: _core(mem).append("market_notes", "support at 64000"),
+    "core memory replace": lambda mem: _core(mem).replace("persona", "trading agent", "gambler"),
+}
+
+
+@pytest.mark.parametrize("key_state", ["wrong key", "no key"])
+@pytest.mark.parametrize("path", list(WRITE_PATHS))
+def test_a_wrong_or_missing_key_refuses_every_write_and_writes_nothing(
+    memory_dir: Path, monkeypatch: pytest.MonkeyPatch, path: str, key_state: str
+) -> None:
+    key = Fernet.generate_key()
+    right = MemoryCipher(key)
+    first_parameters = path == "first parameter write"  # no encrypted file of its own to fail on
+    with MemoryStores(memory_dir, cipher=right) as mem:
+        fill(mem, parameters=not first_parameters)
+        mem.decisions.record(Decision("ETHUSDT", "momentum", "SELL", 0.5, "open", features=FEATURES))
+        _core(mem)  # core_memory.json, encrypted
+    before = _contents(memory_dir)
+    if key_state == "wrong key":
+        monkeypatch.setenv("MEM_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    else:
+        monkeypatch.delenv("MEM_ENCRYPTION_KEY", raising=False)
+    # The Python API, key from the environment.
+    with MemoryStores(memory_dir) as mem, pytest.raises(EncryptionKeyError, match="MEM_ENCRYPTION_KEY") as err:
+        WRITE_PATHS[path](mem)
+    assert key.decode() not in str(err.value)
+    assert _contents(memory_dir) == before  # nothing written, not even an audit record
+    # The right key still reads everything, and the memory verifies.
+    with MemoryStores(memory_dir, cipher=right) as mem:
+        assert mem.journal.entries()[0].fields["Decision"] == "BUY"
+        assert mem.parameters.current() == ({} if first_parameters else {"position_size": 0.1})
+        assert _core(mem).get("persona").value.startswith("I am a trading agent")
+        assert mem.strategies.load("Learned")().x == 1
+    assert verify_memory(memory_dir, cipher=right).ok
+
+
+@pytest.mark.parametrize("action", ["verify", "status", "backup", "restore", "quarantine", "keygen"])
+@pytest.mark.parametrize("where", ["before the action", "after the action"])
+def test_memory_path_is_accepted_before_and_after_every_action(
+    memory_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str, where: str
+) -> None:
+    from memlab.cli import main
+
+    with MemoryStores(memory_dir) as mem:
+        fill(mem)
+    extra = {
+        "verify": [],
+        "status": [],
+        "backup": ["--to", str(tmp_path / "backups")],
+        "restore": [str(backup_memory(memory_dir, tmp_path / "archive"))],
+        "quarantine": ["strategy_modules.py"],
+        "keygen": ["--env-file", str(tmp_path / ".env")],
+    }[action]
+    option = ["--memory-path", str(memory_dir)]
+    argv = ["memory", *option, action, *extra] if where == "before the action" else ["memory", action, *extra, *option]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    if action != "keygen":
+        assert str(memory_dir) in out  # it acted on the folder given, wherever the option was
+    if action == "quarantine":
+        assert list(memory_dir.glob("strategy_modules.py.corrupt-*"))
+
+
+def _as_another_user() -> tuple[list[str], int | None, int | None]:
+    """A command prefix that runs as ``nobody`` when we are root (root ignores file
+    permissions), with that user's uid and gid; nothing to add otherwise."""
+    if os.geteuid() != 0:
+        return [], None, None
+    import pwd
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        nobody = None
+    if setpriv is None or nobody is None:
+        pytest.skip("running as root without setpriv or a 'nobody' user to drop to")
+    prefix = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    return prefix, nobody.pw_uid, nobody.pw_gid
+
+
+def test_a_read_only_folder_is_named_as_such_not_called_damaged() -> None:
+    import shutil
+    import tempfile
+
+    from memlab.agent.archival import ArchivalMemory
+
+    run_as, uid, gid = _as_another_user()
+    base = Path(tempfile.mkdtemp(prefix="memlab-readonly-"))  # outside pytest's private tmp, so nobody can reach it
+    try:
+        os.chmod(base, 0o755)
+        memory = base / "mem"
+        with MemoryStores(memory) as mem:
+            fill(mem)
+            archival = ArchivalMemory(memory, audit=mem.audit)
+            archival.insert("Learned: support holds")
+            archival.close()
+        for path in memory.iterdir():  # a read-only folder, as a read-only mount or `chmod -R a-w` leaves it
+            os.chmod(path, 0o400)
+            if uid is not None:
+                os.chown(path, uid, gid)  # type: ignore[arg-type]
+        if uid is not None:  # the folder and its chain head belong to the user who reads them
+            os.chown(memory, uid, gid)  # type: ignore[arg-type]
+            os.chown(base / ".mem.audit-head", uid, gid)  # type: ignore[arg-type]
+        os.chmod(memory, 0o500)
+        script = ("import sys\nfrom memlab.agent.archival import ArchivalMemory\n"
+                  "try:\n    ArchivalMemory(sys.argv[1])\nexcept Exception as exc:\n"
+                  "    print(type(exc).__name__, exc)\n")
+        done = subprocess.run([*run_as, sys.executable, "-c", script, str(memory)], capture_output=True,
+                              text=True, timeout=120)
+        assert "ReadOnlyMemoryError" in done.stdout and "read-only" in done.stdout, done.stdout + done.stderr
+        assert "quarantine" not in done.stdout and "archival.sqlite" in done.stdout
+        cache = base / "numba-cache"  # the other user cannot write the repo's __pycache__
+        cache.mkdir(mode=0o777)
+        os.chmod(cache, 0o777)
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        cli = [*run_as, sys.executable, "-m", "memlab.cli", "memory"]
+        status = subprocess.run([*cli, "status", "--memory-path", str(memory)], capture_output=True, text=True,
+                                timeout=120, env=env)
+        assert status.returncode != 0 and "Traceback" not in status.stderr
+        assert "read-only" in status.stderr and "quarantine" not in status.stderr, status.stderr
+        verify = subprocess.run([*cli, "verify", "--memory-path", str(memory)], capture_output=True, text=True,
+                                timeout=120, env=env)
+        assert verify.returncode == 0, verify.stdout + verify.stderr  # reading needs no write access
+    finally:
+        if (base / "mem").exists():
+            os.chmod(base / "mem", 0o700)
+        shutil.rmtree(base, ignore_errors=True)

@@ -22,7 +22,7 @@ import pandas as pd
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail, sha256_hex
 from memlab.memory.durable import create_private, ensure_private_dir
-from memlab.memory.errors import CorruptMemoryError
+from memlab.memory.errors import CorruptMemoryError, storage_error
 
 ARCHIVAL_FILE = "archival.sqlite"
 
@@ -57,16 +57,22 @@ class ArchivalMemory:
         self.agent_id = agent_id
         self._audit = audit
         self._lock = threading.Lock()
-        if not self.path.exists():
-            create_private(self.path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            if not self.path.exists():
+                create_private(self.path)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_error(self.path, exc) or exc from None
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise CorruptMemoryError(self.path, f"not a readable SQLite database ({exc})") from None
+            # A read-only folder is not a damaged file: say which it is (no quarantine advice).
+            raise storage_error(self.path, exc) or CorruptMemoryError(
+                self.path, f"not a readable SQLite database ({exc})"
+            ) from None
 
     def close(self) -> None:
         with self._lock:

@@ -8,14 +8,21 @@ from pathlib import Path
 
 from memlab.config import ENCRYPTION_KEY_ENV, memory_path
 
+_MEMORY_PATH_HELP = "memory folder (default: $MEM_MEMORY_PATH or data/mem_knowledge/)"
+
+
+def _accept_memory_path(action: argparse.ArgumentParser) -> None:
+    """``--memory-path`` after the action too (``memlab memory verify --memory-path X``).
+
+    SUPPRESS keeps an action that was not given the option from hiding the value given
+    before the action.
+    """
+    action.add_argument("--memory-path", default=argparse.SUPPRESS, help=_MEMORY_PATH_HELP)
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("memory", help="look after the memory folder", description=__doc__)
-    parser.add_argument(
-        "--memory-path",
-        default=None,
-        help="memory folder (default: $MEM_MEMORY_PATH or data/mem_knowledge/)",
-    )
+    parser.add_argument("--memory-path", default=None, help=_MEMORY_PATH_HELP)
     msub = parser.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
     p = msub.add_parser("verify", help="check every file against the hash-chained audit trail")
@@ -50,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = msub.add_parser("status", help="what the memory folder holds")
     p.set_defaults(func=_status)
 
+    for action in msub.choices.values():
+        _accept_memory_path(action)
+
 
 def _root(args: argparse.Namespace) -> Path:
     return memory_path(args.memory_path)
@@ -72,8 +82,9 @@ def _verify(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     from memlab.memory.backup import backup_memory
 
-    target = backup_memory(_root(args), Path(args.to) if args.to else None)
-    print(f"backup written to {target}")
+    root = _root(args)
+    target = backup_memory(root, Path(args.to) if args.to else None)
+    print(f"backup of {root} written to {target}")
     return 0
 
 
@@ -81,7 +92,7 @@ def _restore(args: argparse.Namespace) -> int:
     from memlab.memory.backup import restore_memory
 
     root = _root(args)
-    aside = restore_memory(Path(args.archive), root)
+    aside = restore_memory(Path(args.archive), root, cipher=_cipher())
     print(f"restored {args.archive} into {root}")
     if aside is not None:
         print(f"the memory that was there was moved to {aside}")
@@ -89,19 +100,26 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _quarantine(args: argparse.Namespace) -> int:
+    from memlab.errors import InvalidInputError
     from memlab.memory.audit import AuditTrail
     from memlab.memory.durable import quarantine
+    from memlab.memory.lock import writer_lock
 
     root = _root(args)
     path = Path(args.file)
     if not path.is_absolute() and not path.exists():
         path = root / path
-    moved = quarantine(path)
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.replace(side, moved.with_name(moved.name + suffix))
-    AuditTrail(root, cipher=_cipher()).record(path.name, "quarantine", moved_to=moved.name)
+    if path.resolve().parent != root.resolve():
+        raise InvalidInputError(f"{args.file}: not a file of the memory folder {root}")
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file to quarantine")
+    with writer_lock(root):  # never under a running trader's feet
+        moved = quarantine(path)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                os.replace(side, moved.with_name(moved.name + suffix))
+        AuditTrail(root, cipher=_cipher()).record(path.name, "quarantine", moved_to=moved.name)
     print(f"moved {path} to {moved}; its store starts afresh on the next write")
     return 0
 

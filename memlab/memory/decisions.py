@@ -29,7 +29,7 @@ import pandas as pd
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail
 from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
-from memlab.memory.errors import CorruptMemoryError
+from memlab.memory.errors import CorruptMemoryError, storage_error
 from memlab.memory.similarity import FeatureIndex
 
 DECISIONS_FILE = "decisions.sqlite"
@@ -306,11 +306,14 @@ class DecisionStore:
         self.path = self.root / DECISIONS_FILE
         self._audit = audit
         self._lock = threading.RLock()
-        if not self.path.exists():
-            create_private(self.path)  # mode 600 before SQLite opens it; WAL files inherit it
-        self._conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
+        try:
+            if not self.path.exists():
+                create_private(self.path)  # mode 600 before SQLite opens it; WAL files inherit it
+            self._conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_error(self.path, exc) or exc from None
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -319,7 +322,10 @@ class DecisionStore:
             self._init_meta()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise CorruptMemoryError(self.path, f"not a readable SQLite database ({exc})") from None
+            # A read-only folder is not a damaged file: say which it is (no quarantine advice).
+            raise storage_error(self.path, exc) or CorruptMemoryError(
+                self.path, f"not a readable SQLite database ({exc})"
+            ) from None
         self._index: FeatureIndex | None = None
         self._index_outcome_seq = 0
         self._data_version = -1
@@ -445,6 +451,8 @@ class DecisionStore:
         return row, names
 
     def _write_batch(self, rows: list[_Row], names: list[str]) -> list[int]:
+        if self._audit is not None:
+            self._audit.check_writable()  # wrong key, or a trail deleted under us: write nothing
         conn = self._conn
         relax_sqlite(conn, self.path, self._lock)
         conn.execute("BEGIN IMMEDIATE")
@@ -533,6 +541,8 @@ class DecisionStore:
         ret = _finite("return_pct", return_pct, optional=True)
         when = _timestamp(closed_at)
         with self._lock:
+            if self._audit is not None:
+                self._audit.check_writable()
             conn = self._conn
             relax_sqlite(conn, self.path, self._lock)
             conn.execute("BEGIN IMMEDIATE")

@@ -160,6 +160,15 @@ def _defer(key: object, finish: Callable[[], None]) -> None:
     _group.pending.setdefault(key, finish)
 
 
+def at_group_end(key: object, finish: Callable[[], None]) -> bool:
+    """Inside :func:`group_commit`: run ``finish`` once when the group ends (the first
+    ``finish`` given for ``key`` wins) and return True; outside a group: False, nothing done."""
+    if not in_group_commit():
+        return False
+    _defer(key, finish)
+    return True
+
+
 def relax_sqlite(conn: sqlite3.Connection, db_path: Path, lock: contextlib.AbstractContextManager[object] | None = None) -> None:
     """Inside :func:`group_commit`: let ``conn``'s commits skip their fsync (WAL with
     ``synchronous=NORMAL`` survives a killed process) and fsync its WAL when the group

@@ -35,3 +35,45 @@ class EncryptionKeyError(MemoryStoreError):
 
 class TamperedMemoryError(MemoryStoreError):
     """The audit trail shows that past memory was edited outside memlab."""
+
+
+class MemoryInUseError(MemoryStoreError):
+    """Another process holds the memory folder's writer lock; the message names it.
+
+    Retrying helps once that process has stopped, so ``retryable`` is true.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, holder_pid: int | None = None, holder_command: str = "") -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
+        self.holder_command = holder_command
+
+
+class ReadOnlyMemoryError(MemoryStoreError):
+    """The memory folder (or a file in it) cannot be written: read-only, or not ours.
+
+    Nothing is wrong with the files; the message names the folder and says so.
+    """
+
+
+def storage_error(path: Path, exc: BaseException) -> MemoryStoreError | None:
+    """A :class:`ReadOnlyMemoryError` when ``exc`` means ``path``'s folder is not writable, else None."""
+    import errno
+    import os
+
+    text = str(exc).lower()
+    folder = Path(path).parent
+    readonly = (
+        isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    ) or "readonly database" in text or "read-only" in text
+    if not readonly and "unable to open database" in text:
+        readonly = not os.access(folder, os.W_OK)
+    if not readonly:
+        return None
+    return ReadOnlyMemoryError(
+        f"{path}: the memory folder {folder} is read-only (or not writable by this user), so "
+        "this store cannot be opened for writing. The file itself is fine: make the folder "
+        "writable, or point --memory-path / MEM_MEMORY_PATH at a writable copy."
+    )

@@ -36,7 +36,7 @@ from memlab.memory.durable import (
     lock_path_for,
     set_aside_torn_tail,
 )
-from memlab.memory.errors import CorruptMemoryError
+from memlab.memory.errors import CorruptMemoryError, EncryptionKeyError
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class CoreMemoryJournal:
         self._audit = audit
         self._lock = threading.Lock()
         self._batch: list[JournalEntry] | None = None
+        self._key_ok: tuple[int, int] | None = None  # the file our key was found to decrypt
 
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -257,6 +258,9 @@ class CoreMemoryJournal:
     def _write(self, prepared: list[JournalEntry]) -> None:
         payload = b"".join(self._encode(str(e)) for e in prepared)
         with self._lock, file_lock(lock_path_for(self.path)):
+            if self._audit is not None:
+                self._audit.check_writable()
+            self._check_key()
             torn = set_aside_torn_tail(self.path)
             if torn is not None:
                 log.warning("%s ended in a torn line (crash?); kept it in %s", self.path, torn)
@@ -265,6 +269,33 @@ class CoreMemoryJournal:
                 self._audit.record(
                     JOURNAL_FILE, "append", start=start, end=end, digest=sha256_hex(payload)
                 )
+
+    def _check_key(self) -> None:
+        """Refuse to append to an encrypted journal without its key, or with another key.
+
+        A line written with the wrong key (or in clear among encrypted ones) would make
+        the journal unreadable for the right key, so this is checked before every write
+        (against the newest line; once per file for a key that works).
+        """
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return
+        if st.st_size == 0 or self._key_ok == (st.st_ino, st.st_dev):
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(max(0, st.st_size - 65536))
+            tail = handle.read()
+        lines = [line for line in tail.split(b"\n")[:-1] if line.strip()]
+        if not lines or not is_token(lines[-1]):
+            return
+        if self._cipher is None:
+            raise EncryptionKeyError(
+                f"{self.path} is encrypted: set MEM_ENCRYPTION_KEY to the key it was written "
+                "with. Nothing was written."
+            )
+        self._cipher.decrypt(lines[-1], where=f"{self.path} (its newest line; nothing was written)")
+        self._key_ok = (st.st_ino, st.st_dev)
 
     def _encode(self, line: str) -> bytes:
         raw = line.encode("utf-8")

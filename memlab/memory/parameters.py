@@ -197,7 +197,9 @@ class ParameterStore:
         when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
         day = when.strftime("%Y-%m-%d")
         with self._lock, file_lock(lock_path_for(self.path)):
-            doc = self.document()
+            if self._audit is not None:
+                self._audit.check_writable()
+            doc = self.document()  # an encrypted file read with a missing or wrong key: refused here
             if doc and day < max(doc):
                 raise InvalidInputError(
                     f"parameter history is append-only: {day} is before the latest date {max(doc)}"

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import keyword
 import math
 import re
 import threading
+import types
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +23,9 @@ from typing import Any
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail, sha256_hex
+from memlab.memory.crypto import MemoryCipher
 from memlab.memory.durable import atomic_write_bytes, ensure_private_dir, file_lock, lock_path_for
-from memlab.memory.errors import CorruptMemoryError, TamperedMemoryError
+from memlab.memory.errors import CorruptMemoryError
 from memlab.memory.learned import LearnedStrategy
 
 STRATEGY_FILE = "strategy_modules.py"
@@ -82,7 +83,8 @@ class StrategyModuleStore:
     def __init__(self, root: Path, *, audit: AuditTrail | None = None) -> None:
         self.root = ensure_private_dir(Path(root))
         self.path = self.root / STRATEGY_FILE
-        self._audit = audit
+        # Never without a trail: a file nobody recorded is never imported.
+        self._audit = audit if audit is not None else AuditTrail(self.root, cipher=MemoryCipher.from_env())
         self._lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------
@@ -107,9 +109,9 @@ class StrategyModuleStore:
         """Every learned strategy name in the file."""
         return sorted({n for n, _ in self._catalogue()})
 
-    def _catalogue(self) -> list[tuple[str, int]]:
+    def _catalogue(self, source: str | None = None) -> list[tuple[str, int]]:
         out = []
-        for node in self._tree(self._source()).body:
+        for node in self._tree(self._source() if source is None else source).body:
             if isinstance(node, ast.ClassDef) and (m := _VERSIONED.match(node.name)):
                 out.append((m.group("name"), int(m.group("version"))))
         return out
@@ -117,36 +119,27 @@ class StrategyModuleStore:
     def load(self, name: str, version: int | None = None) -> type[LearnedStrategy]:
         """Import the file and return the class of ``name`` (newest, or ``version``).
 
-        When the audit trail is on, a file edited outside memlab is refused rather
-        than executed.
+        The file is run only when the audit trail holds a record of memlab writing exactly
+        these bytes, and the trail itself is intact (its chain, and the head kept beside
+        the folder). Otherwise :class:`TamperedMemoryError` is raised and nothing in the file
+        runs: not after an edit, not after ``audit_log.jsonl`` was deleted or cut short.
+        The bytes that were checked are the bytes that run (read once).
         """
-        versions = self.versions(name)
+        data = self.path.read_bytes() if self.path.exists() else b""
+        source = data.decode("utf-8", errors="replace")
+        versions = sorted(v for n, v in self._catalogue(source) if n == name)
         if not versions:
-            known = ", ".join(self.names()) or "none"
+            known = ", ".join(sorted({n for n, _ in self._catalogue(source)})) or "none"
             raise KeyError(f"no learned strategy {name!r} in {self.path} (known: {known})")
         chosen = versions[-1] if version is None else version
         if chosen not in versions:
             raise KeyError(f"{name} has versions {versions}, not {version}")
-        self._check_untampered()
-        source = self._source().encode()
-        module_name = f"memlab_learned_{hashlib.sha256(source).hexdigest()[:16]}"
-        spec = importlib.util.spec_from_file_location(module_name, self.path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        self._audit.require_record(STRATEGY_FILE, sha256_hex(data))
+        module_name = f"memlab_learned_{hashlib.sha256(data).hexdigest()[:16]}"
+        module = types.ModuleType(module_name)
+        module.__file__ = str(self.path)
+        exec(compile(data, str(self.path), "exec"), module.__dict__)  # only the bytes the trail vouched for
         return getattr(module, f"{name}_v{chosen}")
-
-    def _check_untampered(self) -> None:
-        if self._audit is None:
-            return
-        records = [e for e in self._audit.entries() if e.get("file") == STRATEGY_FILE]
-        if not records:
-            return
-        if records[-1].get("digest") != sha256_hex(self.path.read_bytes()):
-            raise TamperedMemoryError(
-                f"{self.path} was changed outside memlab since its last save; it was not "
-                "imported. Run `memlab memory verify` and restore a backup if needed."
-            )
 
     # -- writing -----------------------------------------------------------------
     def save(
@@ -173,6 +166,7 @@ class StrategyModuleStore:
         metrics_plain = _plain(dict(metrics or {}))
         when = (learned_at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
         with self._lock, file_lock(lock_path_for(self.path)):
+            self._audit.check_writable()
             source = self._source()
             tree = self._tree(source)
             existing = [
@@ -211,8 +205,7 @@ class StrategyModuleStore:
             ast.parse(new_source)  # never write a file that does not import
             data = new_source.encode()
             atomic_write_bytes(self.path, data)
-            if self._audit is not None:
-                self._audit.record(
-                    STRATEGY_FILE, "write", digest=sha256_hex(data), name=name, version=version
-                )
+            self._audit.record(
+                STRATEGY_FILE, "write", digest=sha256_hex(data), name=name, version=version
+            )
         return version

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memlab.memory.audit import AuditTrail, sha256_hex
+from memlab.memory.audit import (
+    AUDIT_FILE,
+    AuditTrail,
+    memory_files_with_data,
+    open_sqlite_readonly,
+    sha256_hex,
+)
 from memlab.memory.crypto import MemoryCipher
 from memlab.memory.decisions import (
     DECISIONS_FILE,
@@ -95,7 +101,7 @@ def _check_whole_file(report: VerifyReport, path: Path, records: list[dict[str, 
             report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
         return
     if not writes:
-        report.warnings.append(f"{path.name}: exists but no write of it is in the audit trail")
+        report.problems.append(f"{path.name}: exists but no write of it is in the audit trail")
         return
     if writes[-1].get("digest") != sha256_hex(path.read_bytes()):
         report.problems.append(
@@ -110,7 +116,7 @@ def _open_store(report: VerifyReport, path: Path, records: list[dict[str, Any]])
             report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
         return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = open_sqlite_readonly(path)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
@@ -234,24 +240,55 @@ def _check_rows(report: VerifyReport, path: Path, records: list[dict[str, Any]])
 
 
 def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyReport:
-    """Check the audit chain, then each file it covers; never changes anything."""
+    """Check the audit chain and its head, then each file it covers; never changes anything.
+
+    Fails closed: memory files with no trail to cover them, a trail shorter than the
+    head kept beside the folder says was written, or a trail that is not the one the head
+    sealed, are problems, not "nothing written yet".
+    """
     root = Path(root)
     report = VerifyReport(root)
-    trail = AuditTrail(root, cipher=cipher) if root.exists() else None
-    if trail is None or not trail.path.exists():
-        report.warnings.append("no audit trail yet (nothing has been written through memlab)")
+    if not root.is_dir():
+        report.warnings.append("no memory folder yet (nothing has been written through memlab)")
         return report
+    trail = AuditTrail(root, cipher=cipher)
     try:
         records = trail.entries()
     except MemoryStoreError as exc:
         report.problems.append(str(exc))
         return report
-    for problem in trail.chain_problems():
-        report.problems.append(f"audit_log.jsonl:{problem.line}: {problem.detail}")
-    report.checked.append(f"audit_log.jsonl ({len(records)} records)")
+    held = memory_files_with_data(root)
+    head_problems = trail.head_problems(records)
+    if not records:
+        if held:
+            report.problems.append(
+                f"{AUDIT_FILE}: missing or empty, but {', '.join(held)} hold memory: the trail was "
+                "deleted, or these files were written outside memlab (nothing in them can be trusted; "
+                "restore a backup)"
+            )
+        report.problems.extend(head_problems)
+        if not report.problems:
+            report.warnings.append("no audit trail yet (nothing has been written through memlab)")
+        return report
+    for problem in trail.chain_problems(records):
+        report.problems.append(f"{AUDIT_FILE}:{problem.line}: {problem.detail}")
+    report.problems.extend(head_problems)
+    if trail.head() is None:
+        report.warnings.append(
+            f"no chain head at {trail.head_path} (memory written before heads were kept, or the "
+            "folder was moved): a truncated trail cannot be detected until the next write keeps one"
+        )
+    report.checked.append(f"{AUDIT_FILE} ({len(records)} records)")
     by_file: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         by_file.setdefault(str(rec.get("file")), []).append(rec)
+    for name in held:
+        covering = [r for r in _since_reset(by_file.get(name, [])) if r.get("op") != "quarantine"]
+        if not covering:
+            report.problems.append(
+                f"{name}: holds memory but the audit trail has no record of memlab writing it "
+                "(written outside memlab, or its records were removed)"
+            )
     for name, recs in sorted(by_file.items()):
         recs = _since_reset(recs)
         path = root / name

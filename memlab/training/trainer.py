@@ -204,7 +204,10 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
     if not accepted:
         raise SelectionRefused("; ".join(f"{s}: {r['reason']}" for s, r in summary["refused"].items())
                                + " Nothing was written.")
-    with MemoryStores(cfg.memory_path) as mem:
+    from memlab.memory.lock import writer_lock
+
+    # One writer per memory folder: refused (naming it) while a trader or a restore holds it.
+    with writer_lock(cfg.memory_path), MemoryStores(cfg.memory_path) as mem:
         for res in accepted:
             reason = (f"walk-forward {stamp:%Y-%m-%d}: {len(res.folds)} folds, out-of-sample "
                       f"{cfg.metric} {res.summary[f'out_of_sample_{cfg.metric}']:.2f} "
