@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from memlab.connectors import Bar, PaperBroker
@@ -198,3 +201,107 @@ def test_a_killed_trader_is_an_alert_and_a_finished_one_is_not(tmp_path: Path) -
     proc.wait(10)
     app.refresh()
     assert "stopped without saying so" in app.alerts.value and "Trader not running (stopped unexpectedly)" in app.banner.value
+
+
+# -- equity marked to market, Sharpe on a regular calendar, market time ---------------------------
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A paper session of the real trader replaying GOOG's daily history (2005-2013)."""
+    import asyncio
+
+    from memlab.trader import TraderConfig, UnifiedMemGPTTrader
+
+    root = tmp_path_factory.mktemp("replayed")
+    config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", params={"fast": 10, "slow": 30}, memory_path=root,
+                          sizing="full", fees=0.0005, balance=100_000.0, feed={"data": sample("GOOG"), "warmup": 200})
+    asyncio.run(UnifiedMemGPTTrader(config).run())
+    return root
+
+
+def _fill_days_sharpe(fills: pd.DataFrame) -> float:
+    """What the monitor used to show: realised P&L summed per day that had fills, x sqrt(252)."""
+    daily = fills["pnl"].fillna(0.0).groupby(pd.DatetimeIndex(fills["time"]).floor("D")).sum()
+    return float(daily.mean() / daily.std() * math.sqrt(252))
+
+
+def test_sharpe_comes_from_equity_on_a_regular_calendar_not_from_fill_days(replayed: Path) -> None:
+    from memlab.dashboard.metrics import sharpe_ratio
+    from memlab.trader.equity import read_equity
+
+    equity = read_equity(replayed)["equity"]
+    # Independently: GOOG's bars are weekday-only daily bars, so business days with no gap
+    # (a holiday carries the last equity: a zero return), annualised by 252 of them a year.
+    calendar = pd.bdate_range(equity.index[0], equity.index[-1], tz="UTC")
+    returns = equity.reindex(calendar, method="ffill").pct_change().dropna()
+    expected = float(returns.mean() / returns.std(ddof=1) * math.sqrt(252))
+    sharpe = sharpe_ratio(equity)
+    assert sharpe.value == pytest.approx(expected, rel=1e-12)
+    assert (sharpe.frequency, sharpe.periods, sharpe.per_year) == ("business-day", len(returns), 252.0)
+    old = _fill_days_sharpe(read_fills(replayed))
+    assert abs(old - sharpe.value) > 1.0  # 2.9 against 0.84: days without fills were simply dropped
+    app = MonitorApp(replayed, view="metrics")
+    assert "Sharpe (business-day returns, 2005-06-06 → 2013-03-01, 7.7 years, ×√252)" in app.perf.value
+    assert f"<b>{expected:.2f}</b>" in app.perf.value and f"<b>{old:.2f}</b>" not in app.perf.value
+
+
+def test_sharpe_of_minute_bars_fills_gaps_in_the_calendar(tmp_path: Path) -> None:
+    from memlab.dashboard.metrics import sharpe_ratio
+
+    rng = np.random.default_rng(3)
+    index = pd.date_range("2024-03-01", periods=3000, freq="1min", tz="UTC").delete(slice(1000, 1400))  # a feed outage
+    equity = pd.Series(10_000 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(index)))), index=index)
+    full = pd.date_range(index[0], index[-1], freq="1min", tz="UTC")
+    returns = equity.reindex(full).ffill().pct_change().dropna()
+    sharpe = sharpe_ratio(equity)
+    assert sharpe.periods == len(full) - 1 and sharpe.per_year == pytest.approx(365.25 * 24 * 60)
+    assert sharpe.value == pytest.approx(returns.mean() / returns.std() * math.sqrt(365.25 * 24 * 60), rel=1e-12)
+    assert sharpe.label.startswith("Sharpe (1-minute returns, 2024-03-01 00:00 → 2024-03-03 01:59, 2.1 days")
+    assert math.isnan(sharpe_ratio(equity.iloc[:2]).value)  # one return: no Sharpe, and the label says why
+    assert "needs 2+ periods" in sharpe_ratio(equity.iloc[:1]).label
+
+
+def test_the_monitor_draws_equity_marked_to_market_with_buy_and_hold_at_market_times(replayed: Path) -> None:
+    from memlab.trader.equity import read_equity
+
+    log = read_equity(replayed)
+    app = MonitorApp(replayed, view="metrics")
+    realised, equity, benchmark, drawdown = app.equity.data
+    assert (equity.name, benchmark.name) == ("equity (marked to market)", "buy & hold GOOG")
+    market = log.index.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    assert list(equity.x) == market and list(benchmark.x) == market and list(drawdown.x) == market
+    assert market[0] == "2005-06-06 00:00:00" and market[-1] == "2013-03-01 00:00:00"  # the bars' times, not today's
+    assert list(equity.y) == log["equity"].tolist() and list(benchmark.y) == log["benchmark"].tolist()
+    assert list(drawdown.y) == pytest.approx((log["equity"] / log["equity"].cummax() - 1).tolist())
+    fills = read_fills(replayed)
+    assert list(realised.x) == fills["time"].dt.strftime("%Y-%m-%d %H:%M:%S").tolist()  # realised P&L kept, at fills
+    assert realised.y[-1] == pytest.approx(100_000.0 + fills["pnl"].sum())
+    assert app.equity.layout.xaxis2.title.text == "market time (UTC)"
+    # The headline figures are the log's, as of the last bar's market time.
+    assert f"<b>{log['equity'].iloc[-1]:,.2f}</b>" in app.perf.value and "2013-03-01 00:00:00" in app.perf.value
+    assert "max drawdown" in app.perf.value and "buy &amp; hold" in app.perf.value and "win rate" in app.perf.value
+    assert "market time 2013-03-01 00:00:00 UTC" in app.banner.value
+
+
+def test_every_table_shows_market_time_during_a_replay(replayed: Path) -> None:
+    import re
+
+    app = MonitorApp(replayed, view="trades")
+    for widget in (app.decisions, app.orders, app.fills):
+        assert "<th>market time</th>" in widget.value
+        years = {int(y) for y in re.findall(r'data-col="market time">(\d{4})-', widget.value)}
+        assert years and years <= set(range(2005, 2014)), years  # never the wall clock's year
+    assert "<th>market time</th>" in app.adaptations.value and "(wall clock)" in app.adaptations.value
+    assert "wall clock" in app.journal.value
+
+
+def test_a_folder_without_an_equity_log_falls_back_and_says_so(session: tuple[Path, PaperBroker]) -> None:
+    from memlab.dashboard.figures import FALLBACK_TITLE
+
+    root, broker = session
+    assert not (root / "equity.sqlite").exists()
+    app = MonitorApp(root, view="metrics")
+    assert "No equity log in this folder" in app.perf.value and 'memlab-card">Sharpe' not in app.perf.value
+    assert "realised P&amp;L" in app.perf.value and "win rate" in app.perf.value
+    assert app.equity.layout.title.text == FALLBACK_TITLE
+    assert len(app.equity.data[0].y) == len(read_fills(root)) and not app.equity.data[1].y

@@ -2,8 +2,14 @@
 
 Each refresh reads a :class:`~memlab.dashboard.snapshot.Snapshot` in a worker thread
 (read-only SQLite, so the trader is never blocked) and updates only the widgets whose
-content changed. Fills are read incrementally by id, so a refresh with 100,000 trades
-in history reads only the new ones.
+content changed. Fills are read incrementally by id, and the equity log by market time,
+so a refresh with 100,000 trades in history reads only the new ones.
+
+Performance comes from the trader's equity log (marked to market every bar, beside a
+buy-and-hold benchmark; Sharpe on a regular calendar, labelled with what it covers); a
+memory folder written before the log existed falls back to realised P&L and says so.
+Times shown are market times (the bar's), so a replay of 2012 reads as 2012; the few
+wall-clock times (journal stamps, webhook arrivals, heartbeats) are labelled as such.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import html
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +28,16 @@ import pandas as pd
 from memlab.config import memory_path as _memory_path
 from memlab.dashboard import tables
 from memlab.dashboard.figures import equity_figure
-from memlab.dashboard.metrics import performance, pnl_curve
+from memlab.dashboard.metrics import equity_curve, equity_summary, performance, pnl_curve
 from memlab.dashboard.snapshot import Snapshot, read_fills, read_snapshot, search_archival
+from memlab.trader.equity import read_equity
 from memlab.trader.status import rss_mb
 
 VIEWS = ("dashboard", "metrics", "trades", "memory")
 DRAWDOWN_ALERT = 0.10
+FIGURE_EVERY = 5.0  # seconds between redraws of the equity figure for new bars alone
+NO_EQUITY_LOG = ("No equity log in this folder (its trader predates it): equity is cash plus positions at their "
+                 "last close, the curve is realised P&L at fills, and there is no Sharpe.")
 
 
 def _html(css: str) -> W.HTML:
@@ -56,8 +67,11 @@ class MonitorApp:
         self.interval = float(interval)
         self._fills = pd.DataFrame()
         self._last_fill = 0
-        self._curve: pd.DataFrame | None = None
+        self._curve: pd.DataFrame | None = None  # realised P&L at fills
         self._perf: dict[str, float] | None = None
+        self._equity_log: pd.DataFrame | None = None  # None: no equity log (yet)
+        self._summary: dict[str, Any] | None = None
+        self._figure_stale, self._figure_at = False, -math.inf
         self._task: asyncio.Task[None] | None = None
         self.banner = W.HTML()
         self.banner.add_class("memlab-banner")
@@ -87,69 +101,111 @@ class MonitorApp:
         self._search()
 
     # -- reading -------------------------------------------------------------------
-    def read(self) -> tuple[Snapshot, pd.DataFrame]:
-        """Read a snapshot and the fills that are new since the last read (thread-safe to call off the loop)."""
-        snap = read_snapshot(self.root, fills=False)
+    def read(self) -> tuple[Snapshot, pd.DataFrame, pd.DataFrame | None]:
+        """Read a snapshot, the fills that are new since the last read and the equity log from
+        the last bar shown on (None without a log); thread-safe to call off the loop."""
+        snap = read_snapshot(self.root, fills=False, equity=False)
         new = read_fills(self.root, after_id=self._last_fill)
-        return snap, new if new is not None else pd.DataFrame()
+        known = self._equity_log
+        equity = read_equity(self.root, since=known.index[-1] if known is not None and len(known) else None)
+        return snap, new if new is not None else pd.DataFrame(), equity
 
     def refresh(self) -> None:
         """Read the stores once and update the widgets (synchronously)."""
         self.show(*self.read())
 
     # -- showing -------------------------------------------------------------------
-    def show(self, snap: Snapshot, new_fills: pd.DataFrame) -> None:
-        """Update every view from ``snap`` and the fills read since the last refresh."""
+    def show(self, snap: Snapshot, new_fills: pd.DataFrame, new_equity: pd.DataFrame | None = None) -> None:
+        """Update every view from ``snap``, the fills read since the last refresh and the equity
+        log from the last bar shown on (``new_equity``; None when the folder has no log)."""
         self.snapshot = snap
-        if len(new_fills):
+        filled = bool(len(new_fills))
+        if filled:
             self._fills = new_fills if self._fills.empty else pd.concat([self._fills, new_fills], ignore_index=True)
             self._last_fill = int(self._fills["id"].iloc[-1])
             self._curve, self._perf = pnl_curve(self._fills), performance(self._fills)
-            self.equity = equity_figure(self._curve)
+        if new_equity is not None and self._take_equity(new_equity):
+            self._figure_stale = True
+        # A new fill redraws at once; new bars alone at most every FIGURE_EVERY seconds
+        # (a figure of 5,000 points a trace takes a few hundred ms to build).
+        if filled or (self._figure_stale and time.monotonic() - self._figure_at >= FIGURE_EVERY):
+            self._figure_stale, self._figure_at = False, time.monotonic()
+            log = self._equity_log
+            if log is not None and len(log):
+                self.equity = equity_figure(equity_curve(log), self._curve, benchmark_name=_benchmark_name(log))
+            else:
+                self.equity = equity_figure(None, self._curve)
             self.metrics.children = (self.perf, self.equity, self.adaptations)
         self._banner(snap)
         missing_broker = "no paper broker yet (paper_broker.sqlite not found)"
-        perf = self._perf
-        equity = self._equity(snap)
-        figures = {"equity": _money(equity)}
-        if perf:
-            figures |= {"realised P&L": _money(perf["realized_pnl"]), "last day P&L": _money(perf["last_day_pnl"]),
-                        "win rate": _pct(perf["win_rate"]), "Sharpe (daily)": _num(perf["sharpe"]),
-                        "closed trades": f"{perf['closed_trades']:.0f}"}
-        _set(self.cards, tables.cards(figures))
-        _set(self.perf, tables.cards(figures))
+        cards = tables.cards(self._figures(snap))
+        if self._equity_log is None and (self._perf or snap.balances is not None):
+            cards += f'<p class="memlab-missing memlab-no-equity-log">{html.escape(NO_EQUITY_LOG)}</p>'
+        _set(self.cards, cards)
+        _set(self.perf, cards)
         _set(self.positions, tables.table(snap.positions, "Positions", missing=missing_broker,
                                           columns=["symbol", "entry_price", "quantity", "mark_price", "unrealized_pnl"]))
-        _set(self.decisions, tables.table(snap.decisions, "Agent decisions", missing="no decisions store yet",
-                                          columns=["time", "symbol", "strategy", "action", "confidence", "reason", "evidence"]))
-        orders = snap.orders
+        _set(self.decisions, tables.table(_market_time(snap.decisions), "Agent decisions", missing="no decisions store yet",
+                                          columns=[MARKET_TIME, "symbol", "strategy", "action", "confidence", "reason",
+                                                   "evidence"]))
+        orders = _market_time(snap.orders)
         _set(self.open_orders, tables.table(None if orders is None else orders[orders["status"] == "open"],
                                             "Open / pending orders", missing=missing_broker))
         _set(self.orders, tables.table(None if orders is None else orders[orders["status"] != "open"],
                                        "Closed orders (newest 200)", missing=missing_broker))
-        recent_fills = None if snap.orders is None else self._fills.tail(200).iloc[::-1]
+        recent_fills = None if snap.orders is None else _market_time(self._fills.tail(200).iloc[::-1])
         _set(self.fills, tables.table(recent_fills, "Fills (newest 200)", missing=missing_broker,
-                                      columns=["time", "symbol", "side", "price", "amount", "fee", "pnl"]))
-        params = snap.parameters
-        _set(self.adaptations, tables.table(None if params is None else params.iloc[::-1].reset_index(),
-                                            "Adaptations (parameter changes: reason, from, to)",
+                                      columns=[MARKET_TIME, "symbol", "side", "price", "amount", "fee", "pnl"]))
+        params = _parameter_changes(snap.parameters)
+        _set(self.adaptations, tables.table(params, "Adaptations (parameter changes: reason, from, to)",
                                             missing="no parameter_updates.json yet"))
         _set(self.parameters, self.adaptations.value.replace("Adaptations (parameter changes: reason, from, to)",
                                                               "Parameter history"))
         core = None if snap.core_memory is None else pd.DataFrame(list(snap.core_memory.items()), columns=["block", "text"])
         _set(self.core, tables.table(core, "Core memory blocks", missing="no core_memory.json yet (agent not started)"))
-        _set(self.journal, tables.table(pd.DataFrame({"line": snap.journal[::-1]}), "Recent journal lines",
-                                        missing=""))
-        _set(self.webhooks, tables.table(snap.webhooks, "Webhook signals in (newest 50)",
+        _set(self.journal, tables.table(pd.DataFrame({"line": snap.journal[::-1]}),
+                                        "Recent journal lines (stamped with the wall clock when written)", missing=""))
+        _set(self.webhooks, tables.table(_wall_time(snap.webhooks), "Webhook signals in (newest 50)",
                                          missing="no webhook endpoint yet (ConnectionManager.add_webhook)"))
-        _set(self.alerts, self._alerts(snap, equity))
+        _set(self.alerts, self._alerts(snap))
         _set(self.health, self._health(snap))
+
+    def _take_equity(self, new: pd.DataFrame) -> bool:
+        """Merge the equity rows read from the last bar shown on; True when anything changed."""
+        known = self._equity_log
+        if known is None or not len(known):
+            self._equity_log = new
+        else:
+            if not len(new) or known[known.index >= new.index[0]].equals(new):
+                return False
+            self._equity_log = pd.concat([known[known.index < new.index[0]], new])
+        self._summary = equity_summary(self._equity_log) if len(self._equity_log) else None
+        return self._summary is not None or known is None
+
+    def _figures(self, snap: Snapshot) -> dict[str, str]:
+        """The headline cards: marked-to-market figures from the equity log (else the fallback),
+        then realised ones from the fills."""
+        s, perf = self._summary, self._perf
+        if s is not None:
+            sharpe = s["sharpe"]
+            figures = {"equity": _money(s["equity"]), "market time": tables.fmt(s["as_of"]),
+                       "return": _pct(s["return"]), "buy & hold": _pct(s["benchmark_return"]),
+                       "max drawdown": _pct(s["max_drawdown"]), sharpe.label: _num(sharpe.value)}
+        else:
+            figures = {"equity": _money(self._equity(snap))}
+        if perf:
+            figures |= {"realised P&L": _money(perf["realized_pnl"]), "last market day P&L": _money(perf["last_day_pnl"]),
+                        "win rate": _pct(perf["win_rate"]), "closed trades": f"{perf['closed_trades']:.0f}"}
+        return figures
 
     def _banner(self, snap: Snapshot) -> None:
         where = html.escape(str(snap.memory_path))
         t = snap.trader or {}
         who = (f" (pid {t.get('pid')}, {html.escape(str(t.get('mode', '')))} {html.escape(', '.join(t.get('symbols', [])))} "
                f"{html.escape(str(t.get('strategy', '')))})") if t else ""
+        bar = self._summary["as_of"] if self._summary is not None else t.get("last_bar")
+        if bar:
+            where = f"market time {tables.fmt(pd.Timestamp(bar))} UTC · {where}"
         if snap.last_write is None:
             text, css = f"No trader has written to {where} yet: nothing to show.", "memlab-banner-stale"
         elif snap.trader_live:
@@ -170,15 +226,26 @@ class MonitorApp:
             value += float((snap.positions["quantity"] * snap.positions["mark_price"]).sum())
         return value
 
-    def _alerts(self, snap: Snapshot, equity: float) -> str:
+    def _alerts(self, snap: Snapshot) -> str:
         items: list[str] = []
-        if self._curve is not None and len(self._curve):
+        log = self._equity_log
+        if log is not None and len(log):
+            value = log["equity"]
+            dd = float(value.iloc[-1] / value.max() - 1.0)
+            if -dd > DRAWDOWN_ALERT:
+                items.append(f"Drawdown {-dd:.1%} below peak equity {_money(float(value.max()))} "
+                             f"(market time {tables.fmt(log.index[-1])} UTC)")
+        elif self._curve is not None and len(self._curve):
+            equity = self._equity(snap)
             dd = float(self._curve["drawdown"].iloc[-1])
             if equity and not math.isnan(equity) and -dd > DRAWDOWN_ALERT * equity:
-                items.append(f"Drawdown {_money(dd)} is more than {DRAWDOWN_ALERT:.0%} of equity")
+                items.append(f"Drawdown {_money(dd)} of realised P&L is more than {DRAWDOWN_ALERT:.0%} of equity")
         if snap.parameters is not None and len(snap.parameters):
             last = snap.parameters.iloc[-1]
-            items.append(f"Adaptation {tables.fmt(snap.parameters.index[-1])}: {last['parameter']} "
+            market = last.get("market_time")
+            when = (f"market time {tables.fmt(market)}" if market is not None and not pd.isna(market)
+                    else f"{tables.fmt(snap.parameters.index[-1])} (wall clock)")
+            items.append(f"Adaptation at {when}: {last['parameter']} "
                          f"{tables.fmt(last['from'])} → {tables.fmt(last['to'])} ({last['reason']})")
         for name, c in ((snap.connections or {}).get("connections") or {}).items():
             if c.get("state") == "down":
@@ -259,6 +326,34 @@ def _connections(snap: Snapshot) -> pd.DataFrame | None:
     frame = pd.DataFrame(list(board.values()))
     frame["last_success"] = [tables.fmt(_utc(v)) for v in frame["last_success"]]
     return frame
+
+
+MARKET_TIME = "market time"
+
+
+def _market_time(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A store's ``time`` (the bar's time: fills, orders, decisions) labelled as market time."""
+    return None if frame is None else frame.rename(columns={"time": MARKET_TIME})
+
+
+def _wall_time(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A wall-clock ``time`` (when a request arrived) labelled as such."""
+    return None if frame is None else frame.rename(columns={"time": "received (wall clock)"})
+
+
+def _parameter_changes(params: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Newest first: the market time of the bar behind each change (when replaying), the
+    change, and when it was written (wall clock)."""
+    if params is None:
+        return None
+    frame = params.iloc[::-1].reset_index().rename(columns={"time": "written (wall clock)", "market_time": MARKET_TIME})
+    first = [MARKET_TIME] if MARKET_TIME in frame else []
+    return frame[first + [c for c in frame.columns if c != MARKET_TIME]]
+
+
+def _benchmark_name(equity: pd.DataFrame) -> str:
+    symbols = [c.split(":", 1)[1] for c in equity.columns if c.startswith("close:")]
+    return f"buy & hold {', '.join(symbols)}" if symbols else "buy & hold"
 
 
 def _utc(seconds: Any) -> pd.Timestamp | None:

@@ -2,6 +2,9 @@
 
 SQLite files are opened with ``file:...?mode=ro`` URIs (WAL readers never block the
 writer); a source that does not exist yet is reported as missing, never invented.
+Times are market times (the bar's) wherever the store has them: fills, orders, decisions
+and the equity log; the journal, webhook requests and connection health are wall-clock
+events and say so where they are shown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 
 from memlab.config import memory_path as _memory_path
 from memlab.connectors.health import read_health
+from memlab.trader.equity import EQUITY_DB, read_equity
 from memlab.trader.status import read_status
 
 PAPER_DB = "paper_broker.sqlite"
@@ -187,6 +191,7 @@ class Snapshot:
     connections: dict[str, Any] | None = None
     webhooks: pd.DataFrame | None = None
     deliveries: dict[str, Any] | None = None
+    equity: pd.DataFrame | None = None  #: the equity log (:func:`~memlab.trader.equity.read_equity`)
 
     @property
     def trader_live(self) -> bool:
@@ -199,8 +204,8 @@ class Snapshot:
 
 def _last_write(root: Path) -> pd.Timestamp | None:
     newest = 0.0
-    for name in (PAPER_DB, PAPER_DB + "-wal", DECISIONS_DB, DECISIONS_DB + "-wal", "core_memory_updates.txt",
-                 "parameter_updates.json", "trader_status.json", "connections.json"):
+    for name in (PAPER_DB, PAPER_DB + "-wal", DECISIONS_DB, DECISIONS_DB + "-wal", EQUITY_DB, EQUITY_DB + "-wal",
+                 "core_memory_updates.txt", "parameter_updates.json", "trader_status.json", "connections.json"):
         try:
             newest = max(newest, os.stat(root / name).st_mtime)
         except OSError:
@@ -209,9 +214,10 @@ def _last_write(root: Path) -> pd.Timestamp | None:
 
 
 def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: int = 200,
-                  decisions: int = 50, journal: int = 30, fills: bool = True) -> Snapshot:
+                  decisions: int = 50, journal: int = 30, fills: bool = True, equity: bool = True) -> Snapshot:
     """Read every store once, read-only. Each source failing is reported in ``errors``, not hidden.
-    ``fills=False`` skips the full fill history (the live app reads fills incrementally instead)."""
+    ``fills=False`` / ``equity=False`` skip the full fill history / equity log (the live app
+    reads both incrementally instead)."""
     root = Path(_memory_path(memory_path))
     errors: list[str] = []
 
@@ -242,4 +248,5 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         core_memory=safe("core memory", read_core_memory, root), errors=errors,
         trader=safe("trader status", read_status, root), connections=safe("connections", read_health, root),
         webhooks=safe("webhooks", read_webhook_requests, root), deliveries=safe("alert deliveries", read_deliveries, root),
+        equity=safe("equity log", read_equity, root) if equity else None,
     )

@@ -24,8 +24,8 @@ STYLE = """<style>
 
 
 def fmt(value: object) -> str:
-    """One cell as text: floats to 6 significant digits, times to the second, NaN/None blank."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """One cell as text: floats to 6 significant digits, times to the second, NaN/NaT/None blank."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, pd.Timestamp):
         return "" if pd.isna(value) else value.strftime("%Y-%m-%d %H:%M:%S")
