@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install browser lint bench clean
+.PHONY: run test install browser lint bench faults clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: install
 
 bench: install
 	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# 100 kill -9s of a paper session while signed alerts arrive, compared with an uninterrupted
+# run (tests/faults/kill9.py; a 5-kill sample runs in `make test`). Prints a summary table.
+faults: install
+	$(BIN)/python -m tests.faults.kill9 --kills 100
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -150,3 +151,49 @@ def test_a_lost_connection_is_announced(tmp_path: Path) -> None:
         receiver.close()
     [body] = receiver.accepted
     assert body["event"] == "connection_lost" and "lost connection binance" in body["text"]
+
+
+def test_an_alert_too_early_after_a_start_is_refused_for_now_and_taken_on_its_retry(tmp_path: Path) -> None:
+    """Right after a (re)start the trader has no bar to judge an alert by: a 422 the sender
+    may retry, which does not use up the alert. Quantities must fit the market."""
+    from memlab.trader.loop import FEED
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def on_loop(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
+
+    async def build() -> tuple[UnifiedMemGPTTrader, Any]:
+        manager = ConnectionManager(tmp_path)
+        server = await manager.add_webhook("alerts", {"port": 0}, secret=SECRET)
+        config = TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 50, "slow": 200},
+                              memory_path=tmp_path, balance=10_000.0,
+                              feed={"data": synthetic_ohlcv(600, freq="1min", seed=12), "warmup": 200})
+        trader = UnifiedMemGPTTrader(config, manager=manager)
+        await trader.start()  # resumed and taking alerts, no bar seen yet
+        return trader, server
+
+    async def one_bar(trader: UnifiedMemGPTTrader) -> None:
+        symbol, bar = await trader.manager.feed(FEED).__aiter__().__anext__()
+        await trader.on_bar(symbol, bar)
+
+    trader, server = on_loop(build())
+    try:
+        raw, headers = signed("early-1", qty=0.5)
+        status, reply = post(server.url, raw, headers)
+        assert status == 422 and reply["retry"] is True and "not enough market data" in reply["error"]
+        on_loop(one_bar(trader))
+        status, reply = post(server.url, raw, headers)  # the retry, same alert
+        assert status == 200 and reply["result"]["status"] == "placed", reply
+        for alert_id, qty, code in (("dust", 1e-300, 422), ("fine", 0.123456789, 422), ("bool", True, 400),
+                                    ("text", "0.01", 400)):
+            status, reply = post(server.url, *signed(alert_id, side="sell", qty=qty))
+            assert status == code and reply["retry"] is False, (alert_id, reply)
+    finally:
+        on_loop(trader.close())
+        loop.call_soon_threadsafe(loop.stop)
+    db = sqlite3.connect(tmp_path / "paper_broker.sqlite")
+    orders = db.execute("SELECT client_id, side, amount FROM orders").fetchall()
+    db.close()
+    assert len(orders) == 1 and orders[0][1:] == ("buy", 0.5) and orders[0][0].startswith("wh-")  # one order, the retry's

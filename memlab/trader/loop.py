@@ -34,12 +34,14 @@ then restart ends where an uninterrupted run ends.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
 import signal as signals_module
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
@@ -53,6 +55,7 @@ from memlab.memory import MemoryStores
 from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
 from memlab.trader.config import TraderConfig
+from memlab.trader.equity import EquityLog
 from memlab.trader.signals import SignalBook
 from memlab.trader.status import Heartbeat
 
@@ -113,10 +116,12 @@ class UnifiedMemGPTTrader:
         self.books: dict[str, _Book] = {}
         self.latencies: list[float] = []
         self.counts = {"bars": 0, "signals": 0, "orders": 0, "fills": 0, "decisions": 0, "skipped": 0, "outcomes": 0}
+        self.skip_reasons: collections.Counter[str] = collections.Counter()  # why entries were not taken
         self._stop = asyncio.Event()
         self._started = False
-        self._peak = float("nan")
-        self._alerted: set[float] = set()
+        from memlab.webhooks.outbound import DrawdownState
+
+        self._drawdown = DrawdownState(self.config.memory_path)  # peak and levels alerted, kept across restarts
         self._cash: dict[str, float] = {}
         self.heartbeat: Heartbeat | None = None
         self.started_at = 0.0
@@ -125,6 +130,8 @@ class UnifiedMemGPTTrader:
         self._last_bar: Bar | None = None
         self._last_analysis: dict[str, Any] = {}
         self._tick = TickCommit()
+        self.equity_log = EquityLog(self.config.memory_path, self.config.symbols)  # marked to market every bar
+        self._equity_fills = -1  # fills when cash and holdings were last given to the equity log
 
     def __repr__(self) -> str:
         c = self.config
@@ -144,6 +151,10 @@ class UnifiedMemGPTTrader:
         if self._started:
             return
         c = self.config
+        from memlab.memory.lock import WriterLock
+
+        # One writer per memory folder, for the whole session: a second one stops here, naming us.
+        self._writer = WriterLock(c.memory_path).acquire()
         await self.mem_connector.initialize()
         self.agent.add_listener(self._agent_event)
         if c.broker not in self.manager.brokers:
@@ -173,6 +184,10 @@ class UnifiedMemGPTTrader:
 
     async def _resume(self) -> None:
         """Rebuild positions, pending orders and open decisions from the book and memory."""
+        for server in list(self.manager.webhooks.values()):
+            # Alerts a killed run left half-handled: an order placed is given its decision
+            # (before open decisions are rebuilt below), an alert that placed nothing is released.
+            await server.reconcile(self._recover_alert)
         broker = self.broker
         balance = await broker.fetch_balance()
         totals = balance.get("total") or {}
@@ -308,10 +323,18 @@ class UnifiedMemGPTTrader:
             cost = self._size(book, bar, analysis)
             if cost <= 0 or analysis["confidence"] < c.min_confidence:
                 self.counts["skipped"] += 1
+                if analysis["confidence"] < c.min_confidence:
+                    why = f"confidence below min_confidence {c.min_confidence}"
+                elif float(analysis["position_size"]) <= 0:
+                    why = "sized 0 by the agent (confidence 0.50 or less: no edge)"
+                else:
+                    why = "no cash left to size it with"
+                self.skip_reasons[why] += 1
                 line = {"Strategy": strategy, "Decision": "SKIP", "Confidence": round(analysis["confidence"], 4),
                         "Bar": signal["time"].isoformat()}
                 if not replaying_last or not self._journalled("Bar", line["Bar"]):
-                    self.agent.stores.journal.append(line, note=f"{book.symbol} BUY not taken: {analysis['reason'][:160]}")
+                    self.agent.stores.journal.append(line, at=signal["time"],
+                                                     note=f"{book.symbol} BUY not taken, {why}: {analysis['reason'][:160]}")
                 return None
             if broker.simulated:
                 order_params["cost"] = cost
@@ -349,7 +372,7 @@ class UnifiedMemGPTTrader:
             # entry decision's outcome (a long-only book has no separate SELL positions).
             self.agent.stores.journal.append(
                 {"Strategy": strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
-                 "Order": client_id}, note=f"exit {book.symbol}")
+                 "Order": client_id}, note=f"exit {book.symbol}", at=signal["time"])
         if not broker.simulated and order.get("status") == "closed":
             for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
                 await self._record_outcome(decision_id, pnl, cost, bar.time)
@@ -358,32 +381,44 @@ class UnifiedMemGPTTrader:
     async def handle_alert(self, alert: Any) -> dict[str, Any]:
         """A webhook alert (:class:`~memlab.webhooks.WebhookAlert`) as a signal: scored by the
         agent from the latest bar's situation, sized and placed like a strategy signal, and
-        remembered; its alert id is the order's client id, so a replay is never a second
-        order. Raises :class:`~memlab.webhooks.AlertRejected` (nothing placed) when it cannot
-        be taken. Runs on the trader's event loop, between bars."""
-        from memlab.webhooks.alerts import AlertRejected
+        remembered at that bar's time; its alert id gives the order's client id, so a replay
+        is never a second order. Raises :class:`~memlab.webhooks.AlertRejected` (nothing
+        placed) when it cannot be taken (``retryable`` when it may be taken later). Runs on
+        the trader's event loop, between bars."""
+        from memlab.webhooks.alerts import AlertRejected, check_quantity
+        from memlab.webhooks.router import market_rules
 
         received = time.perf_counter()
-        book = self.books.get(alert.symbol) or next(
-            (b for b in self.books.values() if b.symbol.replace("/", "") == alert.symbol.replace("/", "")), None)
+        book = self._alert_book(alert)
         if book is None:
             raise AlertRejected(422, f"unknown symbol {alert.symbol!r}: this trader trades {', '.join(self.books)}")
-        last = book.signals.last_row()
-        features = None if last is None else book.signals.features_at(last)
-        if last is None or features is None:
-            raise AlertRejected(422, f"not enough market data for {book.symbol} yet to judge the alert")
-        if alert.action == "BUY" and (book.held > 1e-12 or any(s == "buy" for s in book.pending.values())):
-            raise AlertRejected(409, f"already long {book.symbol} (or buying): a spot book holds one position")
-        if alert.action == "SELL" and book.held <= 1e-12:
-            raise AlertRejected(422, f"nothing to sell: no {book.base} held")
-        bar = Bar(float(book.signals.times[last]), book.last_close, book.last_close, book.last_close,
-                  alert.price or book.last_close)
-        cid = "wh-" + hashlib.sha1(f"{self.config.agent_id}|{alert.alert_id}".encode()).hexdigest()[:28]
         try:
-            order = await self.execute_trade(book, bar, alert.action, features, received, strategy=alert.strategy,
-                                             client_id=cid, qty=alert.qty, when=pd.Timestamp(alert.time))
-        except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
-            raise AlertRejected(422, str(exc)) from None
+            if alert.retry:  # an earlier attempt may have placed the order: finish that one
+                done = await self._recover_alert(alert)
+                if done is not None:
+                    return done
+            last = book.signals.last_row()
+            features = None if last is None else book.signals.features_at(last)
+            if last is None or features is None:
+                raise AlertRejected(422, f"not enough market data for {book.symbol} yet to judge the alert",
+                                    retryable=True)
+            if alert.qty is not None:
+                broker = self.broker
+                symbol = broker.market_symbol(book.symbol) if hasattr(broker, "exchange") else book.symbol
+                step, minimum = market_rules(broker, symbol)
+                check_quantity(alert.qty, symbol=book.symbol, step=step, minimum=minimum)
+            if alert.action == "BUY" and (book.held > 1e-12 or any(s == "buy" for s in book.pending.values())):
+                raise AlertRejected(409, f"already long {book.symbol} (or buying): a spot book holds one position")
+            if alert.action == "SELL" and book.held <= 1e-12:
+                raise AlertRejected(422, f"nothing to sell: no {book.base} held")
+            bar = Bar(float(book.signals.times[last]), book.last_close, book.last_close, book.last_close,
+                      alert.price or book.last_close)
+            cid = self._alert_client_id(alert)
+            try:
+                order = await self.execute_trade(book, bar, alert.action, features, received, strategy=alert.strategy,
+                                                 client_id=cid, qty=alert.qty)
+            except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
+                raise AlertRejected(422, str(exc)) from None
         finally:
             # Durable before it is answered: one fsync for every alert of this loop tick,
             # not at the next bar.
@@ -394,6 +429,60 @@ class UnifiedMemGPTTrader:
         return {"status": "placed", "order_id": order["id"], "client_order_id": cid,
                 "decision_id": book.open_decision if alert.action == "BUY" else None,
                 "confidence": analysis["confidence"], "reason": analysis["reason"]}
+
+    def _alert_book(self, alert: Any) -> _Book | None:
+        return self.books.get(alert.symbol) or next(
+            (b for b in self.books.values() if b.symbol.replace("/", "") == alert.symbol.replace("/", "")), None)
+
+    def _alert_client_id(self, alert: Any) -> str:
+        """The client order id of an alert's order: from the agent and the alert id alone."""
+        return "wh-" + hashlib.sha1(f"{self.config.agent_id}|{alert.alert_id}".encode()).hexdigest()[:28]
+
+    async def _recover_alert(self, alert: Any) -> dict[str, Any] | None:
+        """Finish an alert whose handling stopped half-way (a killed process, a handler error):
+        its result when its order exists, with the decision logged now if it was not; None
+        when no order was placed (the alert is then handled afresh)."""
+        book = self._alert_book(alert)
+        if book is None:
+            return None
+        cid = self._alert_client_id(alert)
+        try:
+            order = await self.manager.execute_on_broker(self.config.broker, "fetch_order",
+                                                         {"client_order_id": cid, "symbol": book.symbol})
+        except ccxt.OrderNotFound:
+            return None
+        c = self.config
+        decision_id = self.agent.stores.decisions.find_key(f"{c.agent_id}:order:{order['id']}")
+        if decision_id is not None:
+            stored = self.agent.stores.decisions.get(decision_id)
+            return {"status": "placed", "order_id": order["id"], "client_order_id": cid, "decision_id": decision_id,
+                    "confidence": stored.confidence, "reason": stored.reason, "recovered": True}
+        # The bar it was judged at: the last one before the order (paper orders carry its time).
+        placed = float(order.get("timestamp") or 0) / 1000
+        row = max(int(np.searchsorted(book.signals.times, placed, side="right")) - 1, 0)
+        bar_time = float(book.signals.times[row]) if len(book.signals.times) else placed
+        close = float(book.signals.frame["Close"].iloc[row]) if len(book.signals.frame) else book.last_close
+        features = book.signals.features_at(row) if len(book.signals.times) else None
+        signal = {"symbol": book.symbol, "strategy": alert.strategy, "action": alert.action,
+                  "price": alert.price or close, "features": features or {},
+                  "time": pd.Timestamp(bar_time, unit="s", tz="UTC")}
+        analysis = await self.mem_connector.analyze_signal(signal)
+        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
+        if order["side"] == "buy":
+            decision_id = await self.mem_connector.log_decision(
+                decision, {"order_id": order["id"], "status": order.get("status") or "open", "price": signal["price"],
+                           "client_order_id": cid})
+            self.counts["decisions"] += 1
+            if cid in book.pending or (book.held > 1e-12 and book.open_decision is None):
+                book.open_decision = decision_id  # the position it opened is the one held
+        elif not self._journalled("Order", cid):
+            self.agent.stores.journal.append(
+                {"Strategy": alert.strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
+                 "Order": cid}, note=f"exit {book.symbol}", at=signal["time"])
+        log.warning("alert %r: its order %s was placed by a run that stopped before remembering it; decision "
+                    "logged now", alert.alert_id, order["id"])
+        return {"status": "placed", "order_id": order["id"], "client_order_id": cid, "decision_id": decision_id,
+                "confidence": analysis["confidence"], "reason": analysis["reason"], "recovered": True}
 
     async def _cancel_protection(self, book: _Book) -> None:
         """Before a strategy exit: cancel the position's stop-loss / take-profit orders, which
@@ -491,6 +580,13 @@ class UnifiedMemGPTTrader:
 
     def _mark(self, bar: Bar) -> None:
         self._last_bar = bar
+        if self._equity_fills != self.counts["fills"]:  # cash and holdings move only with fills
+            if self._equity_fills < 0:  # this process's first bar: store bars a killed run marked, not wrote
+                self.equity_log.recover(bar.time, self.manager.feed(FEED))
+            self._equity_fills = self.counts["fills"]
+            self.equity_log.hold(sum(self._cash.values()), [b.held for b in self.books.values()])
+        self.equity_log.mark(bar.time, [bar.close] if len(self.books) == 1 else
+                             [b.last_close for b in self.books.values()])
         heartbeat = self.heartbeat is not None and self.heartbeat.due()
         if not heartbeat and not self._holding:
             return  # flat, and no fill since the last look: equity is the cash it was
@@ -498,16 +594,15 @@ class UnifiedMemGPTTrader:
         self._holding = any(b.held > 0 for b in self.books.values())
         if not equity > 0:
             return
-        if not self._peak >= equity:
-            self._peak, self._alerted = equity, set()
-        drawdown = 1 - equity / self._peak
-        for level in self.config.drawdown_alerts:
-            if drawdown >= level and level not in self._alerted:
-                self._alerted.add(level)
-                self.agent.stores.journal.append({"Drawdown": f"{drawdown:.1%}", "Equity": round(equity, 2)},
-                                                 note=f"equity {drawdown:.1%} below its peak {self._peak:,.2f}")
-                self.manager.publish("drawdown", {"drawdown": drawdown, "equity": equity, "peak": self._peak,
-                                                  "level": level, "time": bar.time})
+        # Each level once per peak, restarts included: the state is on disk before it is said.
+        drawdown, crossed = self._drawdown.update(equity, self.config.drawdown_alerts)
+        peak = self._drawdown.peak
+        for level in crossed:
+            self.agent.stores.journal.append({"Drawdown": f"{drawdown:.1%}", "Equity": round(equity, 2)},
+                                             note=f"equity {drawdown:.1%} below its peak {peak:,.2f}",
+                                             at=datetime.fromtimestamp(bar.time, UTC))
+            self.manager.publish("drawdown", {"drawdown": drawdown, "equity": equity, "peak": peak,
+                                              "level": level, "time": bar.time})
         if heartbeat:
             self.heartbeat.beat(**self._progress(bar))
 
@@ -524,7 +619,8 @@ class UnifiedMemGPTTrader:
         """What the session did: counts, equity, latency of bar → order."""
         elapsed = time.perf_counter() - self.started_at if self.started_at else 0.0
         lat = np.array(self.latencies) * 1000
-        out: dict[str, Any] = {"state": state, **self.counts, "equity": self.equity(),
+        out: dict[str, Any] = {"state": state, **self.counts, "skip_reasons": dict(self.skip_reasons),
+                               "equity": self.equity(),
                                "return": self.equity() / self.config.balance - 1 if self.config.mode == "paper" else None,
                                "seconds": elapsed, "bars_per_second": self.counts["bars"] / elapsed if elapsed else None,
                                "bar_to_order_ms_p50": float(np.percentile(lat, 50)) if len(lat) else None,
@@ -533,7 +629,10 @@ class UnifiedMemGPTTrader:
 
     async def close(self) -> None:
         """Flush the book and memory, write the last heartbeat, close connections."""
+        self.equity_log.close()
         if self.heartbeat is not None:
             self.heartbeat.beat(self.state, force=True, **self._progress(self._last_bar))
         await self.manager.close()
         await self.mem_connector.close()
+        if getattr(self, "_writer", None) is not None:
+            self._writer.release()

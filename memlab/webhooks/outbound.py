@@ -6,6 +6,10 @@ timeouts, 429 and 5xx with exponential backoff and jitter. A delivery is retried
 after a failed attempt and carries an ``X-Memlab-Delivery`` id, so a receiver never
 gets the same alert twice as two deliveries. Each attempt is a line in the delivery log
 (target URLs masked: chat webhook URLs are secrets).
+
+:class:`DrawdownState` keeps what the trader has already said about drawdowns (the
+equity peak, and the alert levels crossed since it) in the memory folder, so a restart
+neither measures drawdowns from a forgotten, lower peak nor announces a level twice.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import os
 import random
 import threading
 import uuid
@@ -26,11 +32,12 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from memlab.errors import InvalidInputError
-from memlab.memory.durable import append_durable, ensure_private_dir
+from memlab.memory.durable import FILE_MODE, append_durable, ensure_private_dir, fsync_dir
 
 log = logging.getLogger(__name__)
 
 DELIVERY_LOG = "alert_deliveries.jsonl"
+DRAWDOWN_STATE = "drawdown_state.json"
 EVENTS = ("fill", "adaptation", "lesson", "drawdown", "connection_lost", "error", "info")
 
 
@@ -180,3 +187,72 @@ class AlertSender:
             with self._idle:
                 self._pending -= 1
                 self._idle.notify_all()
+
+
+class DrawdownState:
+    """The equity peak and the drawdown levels alerted since it, kept across restarts.
+
+    :meth:`update` takes each new equity and returns the levels it newly crosses; the new
+    state is on disk before they are returned, so an alert is announced at most once
+    whatever the moment a process is killed. The file (``drawdown_state.json`` in the
+    memory folder, mode 600) is one small JSON object a person can read, rewritten in
+    place with a single write of a fixed size: the peak moves on many bars, and a killed
+    process loses none of them (the kernel has the bytes); it is fsynced when a level is
+    crossed, before the alert goes out, and a power cut can only take newer peaks.
+
+    >>> import tempfile
+    >>> state = DrawdownState(tempfile.mkdtemp())
+    >>> state.update(100.0, (0.05, 0.10)), state.update(94.0, (0.05, 0.10))
+    ((0.0, []), (0.06000000000000005, [0.05]))
+    >>> DrawdownState(state.path.parent).alerted     # what a restarted trader knows
+    {0.05}
+    """
+
+    _SIZE = 256
+
+    def __init__(self, memory_path: str | os.PathLike[str]) -> None:
+        self.path = Path(memory_path) / DRAWDOWN_STATE
+        self.peak = math.nan
+        self.alerted: set[float] = set()
+        self._dir_synced = False
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            data = json.loads(raw.decode().strip() or "{}")
+            self.peak = float(data.get("peak", math.nan))
+            self.alerted = {float(level) for level in data.get("alerted", [])}
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            log.warning("%s is damaged (%s): drawdowns are measured from the next equity on", self.path, exc)
+            self.peak, self.alerted = math.nan, set()
+
+    def update(self, equity: float, levels: Sequence[float]) -> tuple[float, list[float]]:
+        """``(drawdown, levels newly crossed)`` at ``equity``: a new peak clears the levels;
+        each level is returned once per peak, after the state that says so is durable."""
+        changed = False
+        if not self.peak >= equity:
+            self.peak, self.alerted, changed = equity, set(), True
+        drawdown = 1 - equity / self.peak
+        crossed = [level for level in levels if drawdown >= level and level not in self.alerted]
+        self.alerted.update(crossed)
+        if changed or crossed:
+            self._save(sync=bool(crossed))
+        return drawdown, crossed
+
+    def _save(self, *, sync: bool) -> None:
+        data = json.dumps({"peak": self.peak, "alerted": sorted(self.alerted)}).encode()
+        if not self.path.parent.exists():
+            ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        try:
+            # One write at offset 0, padded to the file's size: the file is always one whole
+            # state, never a new head on an old tail.
+            os.pwrite(fd, data.ljust(max(self._SIZE, os.fstat(fd).st_size)), 0)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if sync and not self._dir_synced:  # the file's name is durable too
+            fsync_dir(self.path.parent)
+            self._dir_synced = True

@@ -5,6 +5,10 @@ builds the signal from the alert and the symbol's recent bars, lets the agent sc
 (``analyze_signal``), sizes it (the alert's ``qty`` if given, else the agent's
 ``position_size`` of equity), places a market order whose client id is the alert id (so
 a retried alert can never be a second order), and logs the decision in memory.
+
+An alert a killed process left half-handled is finished by :meth:`AlertRouter.recover`
+(the server calls it before serving): the order is looked up by its client id, and its
+decision logged if it was not; with no order, the alert is released for the retry.
 """
 
 from __future__ import annotations
@@ -17,7 +21,25 @@ import pandas as pd
 
 from memlab.features import FEATURE_NAMES, WARMUP_BARS, market_features
 from memlab.memory.durable import TickCommit, begin_group
-from memlab.webhooks.alerts import AlertRejected, WebhookAlert
+from memlab.webhooks.alerts import AlertRejected, WebhookAlert, check_quantity
+
+#: The paper broker's quantity step and minimum: 8 decimals, as on most spot venues.
+PAPER_STEP = 1e-8
+
+
+def market_rules(broker: Any, symbol: str) -> tuple[float | None, float | None]:
+    """``(step, minimum)`` of order quantities on ``symbol``: from the exchange's market
+    (ccxt ``precision.amount`` and ``limits.amount.min``), or :data:`PAPER_STEP` on paper."""
+    exchange = getattr(broker, "exchange", None)
+    if exchange is None:
+        return PAPER_STEP, PAPER_STEP
+    market = (exchange.markets or {}).get(symbol) or {}
+    precision = (market.get("precision") or {}).get("amount")
+    step = None
+    if precision is not None:
+        step = float(precision) if exchange.precisionMode == ccxt.TICK_SIZE else 10.0 ** -float(precision)
+    minimum = ((market.get("limits") or {}).get("amount") or {}).get("min")
+    return step, float(minimum) if minimum else step
 
 
 class AlertRouter:
@@ -32,7 +54,7 @@ class AlertRouter:
         """Features of the symbol's latest bar (computed once per new bar) and its close."""
         window = self.bars(symbol)
         if window is None or len(window) <= WARMUP_BARS:
-            raise AlertRejected(422, f"not enough market data for {symbol!r} to judge the alert")
+            raise AlertRejected(422, f"not enough market data for {symbol!r} yet to judge the alert", retryable=True)
         last = window.index[-1]
         cached = self._features.get(symbol)
         if cached is None or cached[0] != last:
@@ -50,16 +72,58 @@ class AlertRouter:
         finally:
             await self._tick.durable()
 
+    async def recover(self, alert: WebhookAlert) -> dict[str, Any] | None:
+        """Finish an alert a stopped process left unfinished: its result when its order
+        exists (the decision logged if it was not), None when nothing was placed."""
+        begin_group()
+        try:
+            return self._complete(alert)
+        finally:
+            await self._tick.durable()
+
+    @staticmethod
+    def client_id(alert: WebhookAlert) -> str:
+        return f"webhook:{alert.alert_id}"
+
+    def _complete(self, alert: WebhookAlert) -> dict[str, Any] | None:
+        try:
+            order = self.broker.fetch_order(self.client_id(alert))
+        except ccxt.OrderNotFound:
+            return None
+        decision_id = self.agent.stores.decisions.find_key(f"{self.agent.agent_id}:order:{order['id']}")
+        if decision_id is not None:
+            stored = self.agent.stores.decisions.get(decision_id)
+            return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
+                    "confidence": stored.confidence, "reason": stored.reason, "recovered": True}
+        features, close = self._situation(alert.symbol)
+        signal = {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
+                  "price": alert.price or close, "features": features, "time": alert.time}
+        return self._log(signal, self.agent.analyze_signal(signal), order) | {"recovered": True}
+
+    def _log(self, signal: dict[str, Any], analysis: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
+        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
+        decision_id = self.agent.log_decision(decision, {"order_id": order["id"], "status": order["status"],
+                                                         "price": signal["price"]})
+        return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
+                "confidence": analysis["confidence"], "reason": analysis["reason"]}
+
     def _handle(self, alert: WebhookAlert) -> dict[str, Any]:
         try:
             self.broker._market(alert.symbol)
         except ccxt.BadSymbol as exc:
             raise AlertRejected(422, str(exc)) from None
+        if alert.retry:  # an earlier attempt may have placed the order: finish that one
+            done = self._complete(alert)
+            if done is not None:
+                return done
+        if alert.qty is not None:
+            step, minimum = market_rules(self.broker, alert.symbol)
+            check_quantity(alert.qty, symbol=alert.symbol, step=step, minimum=minimum)
         features, close = self._situation(alert.symbol)
         signal = {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
                   "price": alert.price or close, "features": features, "time": alert.time}
         analysis = self.agent.analyze_signal(signal)
-        client_id = f"webhook:{alert.alert_id}"
+        client_id = self.client_id(alert)
         base = alert.symbol.partition("/")[0]
         try:
             if alert.action == "BUY":
@@ -79,10 +143,7 @@ class AlertRouter:
                 order = self.broker.create_order(alert.symbol, "market", "sell", amount, params={"clientOrderId": client_id})
         except (ccxt.InvalidOrder, ccxt.InsufficientFunds) as exc:
             raise AlertRejected(422, str(exc)) from None
-        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
-        decision_id = self.agent.log_decision(decision, {"order_id": order["id"], "status": order["status"], "price": signal["price"]})
-        return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
-                "confidence": analysis["confidence"], "reason": analysis["reason"]}
+        return self._log(signal, analysis, order)
 
     def _skip(self, signal: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
         # Not an order, so not a decision with an outcome: the journal says what happened.

@@ -1,0 +1,106 @@
+"""A webhook session that kills itself (SIGKILL) at one exact point of handling an alert.
+
+The crash windows the issue observed, made exact instead of timed::
+
+    python -m tests.faults.crash_points trader before-order -- <memlab paper arguments>
+    python -m tests.faults.crash_points trader after-order -- <memlab paper arguments>
+    python -m tests.faults.crash_points router before-order -- MEMORY PORT SECRET
+
+``trader`` runs what ``memlab paper --webhook-port`` runs (the same CLI parsing and
+session); ``router`` an :class:`~memlab.webhooks.AlertRouter` on a paper broker.
+``before-order``: the alert's id is claimed, then the process dies as the order is about
+to be placed. ``after-order``: the order is placed, then the process dies as the
+decision is about to be logged. Nothing else is changed; a plain restart follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+#: The market the router crash tests trade: its last bar is the broker's price.
+ROUTER_BARS = {"freq": "1min", "seed": 9}
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def trader(point: str, argv: list[str]) -> None:
+    from memlab.cli import build_parser
+    from memlab.connectors import ConnectionManager
+    from memlab.trader import UnifiedMemGPTTrader
+    from memlab.trader.cli import config_from_args
+
+    args = build_parser().parse_args(["paper", *argv])
+    config = config_from_args(args)
+    manager = ConnectionManager(config.memory_path)
+    server = await manager.add_webhook("alerts", {"port": args.webhook_port})
+    print(f"taking signed alerts at {server.url}", flush=True)
+    session = UnifiedMemGPTTrader(config, manager=manager)
+    if point == "before-order":
+        execute = manager.execute_on_broker
+
+        async def execute_on_broker(name: str, command: str, params: Any = None) -> Any:
+            if command == "place_order" and str((params or {}).get("client_order_id", "")).startswith("wh-"):
+                die()
+            return await execute(name, command, params)
+
+        manager.execute_on_broker = execute_on_broker  # type: ignore[method-assign]
+    else:
+        log_decision = session.mem_connector.log_decision
+
+        async def logged(decision: Any, result: Any = None) -> Any:
+            if str((result or {}).get("client_order_id", "")).startswith("wh-"):
+                die()
+            return await log_decision(decision, result)
+
+        session.mem_connector.log_decision = logged  # type: ignore[method-assign]
+    await session.run(handle_signals=True)
+
+
+def router_parts(root: Path) -> tuple[Any, Any, Any]:
+    """The agent, paper broker and router a router test runs on ``root`` (before and after a crash)."""
+    from memlab.agent import MemoryAgent
+    from memlab.connectors import Bar, PaperBroker
+    from memlab.data import synthetic_ohlcv
+    from memlab.webhooks import AlertRouter
+
+    bars = synthetic_ohlcv(600, **ROUTER_BARS)  # type: ignore[arg-type]
+    agent = MemoryAgent(root, agent_id="webhook_trader")
+    broker = PaperBroker(root, balances={"USDT": 100_000.0}, fees=0.001)
+    broker.add_market("BTC/USDT")
+    last = bars.iloc[-1]
+    broker.on_bar("BTC/USDT", Bar(bars.index[-1].timestamp(), last.Open, last.High, last.Low, last.Close))
+    return agent, broker, AlertRouter(agent, broker, lambda symbol: bars)
+
+
+def router(point: str, root: Path, port: int, secret: str) -> None:
+    from memlab.webhooks import WebhookConfig, WebhookServer
+
+    agent, broker, handler = router_parts(root)
+    if point == "before-order":
+        broker.create_order = lambda *a, **k: die()  # type: ignore[method-assign]
+    else:
+        agent.log_decision = lambda *a, **k: die()  # type: ignore[method-assign]
+    server = WebhookServer(WebhookConfig(port=port), secret, handler, store_dir=root).start()
+    print(f"taking signed alerts at {server.url}", flush=True)
+    threading.Event().wait()
+
+
+def main(argv: list[str]) -> None:
+    kind, point, sep, *rest = argv
+    assert sep == "--" and point in ("before-order", "after-order"), argv
+    if kind == "trader":
+        asyncio.run(trader(point, rest))
+    else:
+        router(point, Path(rest[0]), int(rest[1]), rest[2])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
