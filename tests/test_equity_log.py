@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ from memlab.connectors import PaperBroker
 from memlab.data import sample, synthetic_ohlcv
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.trader.equity import EquityLog, read_equity
+from tests.paper_session import start_paper, wait_for_fills
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOG_BALANCE = 100_000.0
@@ -168,46 +165,22 @@ def test_writer_rows_are_keyed_by_bar_time(tmp_path: Path) -> None:
 
 # -- kill -9 ----------------------------------------------------------------------------------
 
-def _paper(memory: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "TRADING_MODE": "paper", "SYMBOL": "BTC/USDT", "STRATEGY": "sma_cross",
-           "MEM_MEMORY_PATH": str(memory)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "memlab.cli", "paper", "--synthetic", "8000", "--seed", "4", "--sizing", "full",
-         "--param", "fast=10", "--param", "slow=30", "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _fills(memory: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{memory / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_kill_9_mid_session_then_restart_gives_the_uninterrupted_equity_series(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    proc = _paper(reference)
+    proc = start_paper(reference, 8000)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["fills"] > 60
 
     crashed = tmp_path / "crashed"
     for kill_at in (15, 50):
-        proc = _paper(crashed)
-        deadline = time.monotonic() + 120
-        while _fills(crashed) < kill_at:
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, "the session made no progress"
-            time.sleep(0.01)
+        proc = start_paper(crashed, 8000)
+        wait_for_fills(proc, crashed, kill_at)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         partial = read_equity(crashed)
         assert partial is not None and partial.index.is_unique
-    proc = _paper(crashed)
+    proc = start_paper(crashed, 8000)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
 

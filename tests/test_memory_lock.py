@@ -4,83 +4,34 @@ trader are refused in one line naming it; a lock left by ``kill -9`` is taken ov
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from memlab.memory import MemoryStores
 from memlab.memory.backup import backup_memory
 from memlab.memory.errors import MemoryInUseError
 from memlab.memory.lock import LOCK_FILE, WriterLock, holder, writer_lock
 from memlab.memory.verify import verify_memory
+from tests.paper_session import ROOT, book, paper_env, start_paper, wait_for_fills
 
-ROOT = Path(__file__).resolve().parents[1]
-SESSION = ["paper", "--synthetic", "4000", "--seed", "4", "--sizing", "full",
-           "--param", "fast=10", "--param", "slow=30", "--json"]
-
-
-def _env(memory: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MEM_ENCRYPTION_KEY"}
-    return {**env, "TRADING_MODE": "paper", "SYMBOL": "BTC/USDT", "STRATEGY": "sma_cross",
-            "MEM_MEMORY_PATH": str(memory)}
-
-
-def _paper(memory: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "memlab.cli", *SESSION, *extra], cwd=ROOT, env=_env(memory),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+BARS = 4000
 
 
 def _memlab(memory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memlab.cli", *args], cwd=ROOT, env=_env(memory),
+    return subprocess.run([sys.executable, "-m", "memlab.cli", *args], cwd=ROOT, env=paper_env(memory),
                           capture_output=True, text=True, timeout=300)
-
-
-def _fills(memory: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{memory / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
-def _wait_for_fills(proc: subprocess.Popen[str], memory: Path, n: int) -> None:
-    deadline = time.monotonic() + 120
-    while _fills(memory) < n:
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "the session made no progress"
-        time.sleep(0.02)
-
-
-def book(memory: Path) -> dict[str, Any]:
-    """What a session leaves behind, in a form two sessions can be compared by."""
-    db = sqlite3.connect(memory / "paper_broker.sqlite")
-    fills = db.execute("SELECT f.bar_time, o.side, round(f.price, 9), round(f.amount, 9), o.client_id "
-                       "FROM fills f JOIN orders o ON o.id = f.order_id ORDER BY f.id").fetchall()
-    balances = dict(db.execute("SELECT asset, round(total, 6) FROM balances").fetchall())
-    db.close()
-    with MemoryStores(memory) as mem:
-        frame = mem.decisions.frame(agent_id="trader_001")
-        decisions = [(t.isoformat(), r.action, round(r.confidence, 9), None if r.pnl != r.pnl else round(r.pnl, 6))
-                     for t, r in frame.iterrows()]
-    return {"fills": fills, "balances": balances, "decisions": decisions}
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The book of the same session run once, alone and uninterrupted."""
     memory = tmp_path_factory.mktemp("reference") / "mem"
-    proc = _paper(memory)
+    proc = start_paper(memory, BARS)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["fills"] > 50
@@ -99,13 +50,13 @@ def test_a_second_trader_restore_or_quarantine_is_refused_and_the_book_is_intact
     tmp_path: Path, reference: dict[str, Any]
 ) -> None:
     memory = tmp_path / "mem"
-    first = _paper(memory, "--speed", "12000")
+    first = start_paper(memory, BARS, "--speed", "12000")
     try:
-        _wait_for_fills(first, memory, 3)
+        wait_for_fills(first, memory, 3)
         first.send_signal(signal.SIGSTOP)  # paused mid-session, lock held: it cannot finish while we knock
         archive = backup_memory(memory, tmp_path / "backups")
 
-        second = _paper(memory)
+        second = start_paper(memory, BARS)
         out, err = second.communicate(timeout=300)
         assert second.returncode != 0
         _one_refusal(err, first.pid)
@@ -127,7 +78,7 @@ def test_a_second_trader_restore_or_quarantine_is_refused_and_the_book_is_intact
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err[-2000:]  # undisturbed: it stops cleanly when asked
     assert holder(memory) is None  # released on the way out
-    finish = _paper(memory)  # the same command resumes and finishes the session
+    finish = start_paper(memory, BARS)  # the same command resumes and finishes the session
     out, err = finish.communicate(timeout=300)
     assert finish.returncode == 0, err[-2000:]
     assert book(memory) == reference
@@ -137,13 +88,13 @@ def test_a_second_trader_restore_or_quarantine_is_refused_and_the_book_is_intact
 
 def test_after_kill_9_of_the_holder_a_new_writer_takes_the_lock(tmp_path: Path, reference: dict[str, Any]) -> None:
     memory = tmp_path / "mem"
-    first = _paper(memory, "--speed", "12000")
-    _wait_for_fills(first, memory, 3)
+    first = start_paper(memory, BARS, "--speed", "12000")
+    wait_for_fills(first, memory, 3)
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     assert json.loads((memory / LOCK_FILE).read_text())["pid"] == first.pid  # its name is still there
     assert holder(memory) is None  # but the kernel dropped its lock with it
-    proc = _paper(memory)
+    proc = start_paper(memory, BARS)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert json.loads((memory / LOCK_FILE).read_text())["pid"] == proc.pid

@@ -22,6 +22,7 @@ from memlab.memory import (
 )
 from memlab.memory.backup import backup_memory, restore_memory
 from memlab.memory.verify import verify_memory
+from tests.paper_session import folder_contents
 
 FEATURES = {"ret_5": 1.0, "volatility": 2.0}
 
@@ -231,21 +232,6 @@ def test_verify_detects_edits_to_archival_lessons(memory_dir: Path) -> None:
     assert not report.ok and "archival.sqlite: row 1 differs" in str(report)
 
 
-def _contents(root: Path) -> dict[str, object]:
-    """What the folder holds: bytes of each file, SQLite stores by content."""
-    out: dict[str, object] = {}
-    for path in sorted(root.iterdir()):
-        if not path.is_file() or path.name.endswith((".lock", "-wal", "-shm")):
-            continue
-        if path.suffix == ".sqlite":
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            out[path.name] = list(conn.iterdump())
-            conn.close()
-        else:
-            out[path.name] = path.read_bytes()
-    return out
-
-
 def _core(mem: MemoryStores):  # type: ignore[no-untyped-def]
     from memlab.agent.core_memory import CoreMemory
 
@@ -283,7 +269,7 @@ def test_a_wrong_or_missing_key_refuses_every_write_and_writes_nothing(
         fill(mem, parameters=not first_parameters)
         mem.decisions.record(Decision("ETHUSDT", "momentum", "SELL", 0.5, "open", features=FEATURES))
         _core(mem)  # core_memory.json, encrypted
-    before = _contents(memory_dir)
+    before = folder_contents(memory_dir)
     if key_state == "wrong key":
         monkeypatch.setenv("MEM_ENCRYPTION_KEY", Fernet.generate_key().decode())
     else:
@@ -292,7 +278,7 @@ def test_a_wrong_or_missing_key_refuses_every_write_and_writes_nothing(
     with MemoryStores(memory_dir) as mem, pytest.raises(EncryptionKeyError, match="MEM_ENCRYPTION_KEY") as err:
         WRITE_PATHS[path](mem)
     assert key.decode() not in str(err.value)
-    assert _contents(memory_dir) == before  # nothing written, not even an audit record
+    assert folder_contents(memory_dir) == before  # nothing written, not even an audit record
     # The right key still reads everything, and the memory verifies.
     with MemoryStores(memory_dir, cipher=right) as mem:
         assert mem.journal.entries()[0].fields["Decision"] == "BUY"

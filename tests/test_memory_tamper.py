@@ -8,7 +8,6 @@ folder (``.<folder>.audit-head``) is what a deletion inside the folder cannot er
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from memlab.memory import (
 )
 from memlab.memory.audit import head_path_for
 from memlab.memory.verify import verify_memory
+from tests.paper_session import folder_contents
 
 FEATURES = {"ret_5": 1.0, "volatility": 2.0}
 
@@ -36,21 +36,6 @@ def fill(mem: MemoryStores) -> None:
     mem.strategies.save("Learned", {"x": 1}, base="memlab.features:rsi", reason="r")
     i = mem.decisions.record(Decision("BTCUSDT", "momentum", "BUY", 0.8, "breakout", features=FEATURES))
     mem.decisions.close_outcome(i, pnl=5.0)
-
-
-def snapshot(root: Path) -> dict[str, object]:
-    """What the folder holds: bytes of each file, SQLite stores by content (a checkpoint moves bytes)."""
-    out: dict[str, object] = {}
-    for path in sorted(root.iterdir()):
-        if not path.is_file() or path.name.endswith((".lock", "-wal", "-shm")):
-            continue
-        if path.suffix == ".sqlite":
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            out[path.name] = list(conn.iterdump())
-            conn.close()
-        else:
-            out[path.name] = path.read_bytes()
-    return out
 
 
 def verify_cli(root: Path) -> subprocess.CompletedProcess[str]:
@@ -78,7 +63,7 @@ def test_a_writer_refuses_to_write_over_a_deleted_trail_and_writes_nothing(memor
     with MemoryStores(memory_dir) as mem:
         fill(mem)
     (memory_dir / "audit_log.jsonl").unlink()
-    before = snapshot(memory_dir)
+    before = folder_contents(memory_dir)
     with MemoryStores(memory_dir) as mem:
         with pytest.raises(TamperedMemoryError, match="audit_log.jsonl is missing"):
             mem.journal.append({"Decision": "BUY"})
@@ -88,7 +73,7 @@ def test_a_writer_refuses_to_write_over_a_deleted_trail_and_writes_nothing(memor
             mem.strategies.save("Learned", {"x": 3}, base="memlab.features:rsi", reason="launder")
         with pytest.raises(TamperedMemoryError):
             mem.decisions.record(Decision("BTCUSDT", "momentum", "BUY", 0.5, "x", features=FEATURES))
-    assert snapshot(memory_dir) == before
+    assert folder_contents(memory_dir) == before
     assert not (memory_dir / "audit_log.jsonl").exists()
 
 
@@ -140,10 +125,10 @@ def test_a_truncated_trail_fails_verify_and_writers_refuse(memory_dir: Path, kee
     assert not report.ok
     assert any("truncated" in p or "deleted" in p for p in report.problems), str(report)
     assert verify_cli(memory_dir).returncode == 1
-    before = snapshot(memory_dir)
+    before = folder_contents(memory_dir)
     with MemoryStores(memory_dir) as mem, pytest.raises(TamperedMemoryError):
         mem.journal.append({"Decision": "BUY"})
-    assert snapshot(memory_dir) == before
+    assert folder_contents(memory_dir) == before
 
 
 def test_a_trail_replaced_by_another_valid_chain_fails_verify(memory_dir: Path, tmp_path: Path) -> None:
@@ -296,7 +281,7 @@ def test_restore_refuses_an_archive_that_points_outside_and_reads_nothing_there(
     secret.write_text("not for restore")
     (tmp_path / "archives").mkdir()
     archive = _hostile_cases(tmp_path / "archives", secret)[case]
-    before = snapshot(memory_dir)
+    before = folder_contents(memory_dir)
     siblings = sorted(p.name for p in memory_dir.parent.iterdir())
 
     _opened = []
@@ -309,7 +294,7 @@ def test_restore_refuses_an_archive_that_points_outside_and_reads_nothing_there(
     message = str(err.value)
     assert "\n" not in message and "nothing" in message, message
     assert not any(Path(p).name in ("hostname", secret.name, "escape.txt") for p in opened), opened
-    assert snapshot(memory_dir) == before  # nothing restored, nothing moved aside
+    assert folder_contents(memory_dir) == before  # nothing restored, nothing moved aside
     assert sorted(p.name for p in memory_dir.parent.iterdir()) == siblings  # no staging left behind
 
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,8 @@ from memlab.errors import ConfigurationError
 from memlab.memory import MemoryStores
 from memlab.strategies import compute_signals
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader, read_status
+from tests.paper_session import book as session_book
+from tests.paper_session import start_paper, wait_for_fills
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,19 +29,11 @@ def run(config: TraderConfig) -> dict[str, Any]:
 
 
 def book(memory: Path) -> dict[str, Any]:
-    """What a session leaves behind, in a form two sessions can be compared by."""
-    db = sqlite3.connect(memory / "paper_broker.sqlite")
-    fills = db.execute("SELECT f.bar_time, o.side, round(f.price, 9), round(f.amount, 9), o.client_id "
-                       "FROM fills f JOIN orders o ON o.id = f.order_id ORDER BY f.id").fetchall()
-    balances = dict(db.execute("SELECT asset, round(total, 6) FROM balances").fetchall())
-    db.close()
+    """The session's book (:func:`tests.paper_session.book`) and how many journal lines of each kind."""
     with MemoryStores(memory) as mem:
-        frame = mem.decisions.frame(agent_id="trader_001")
-        decisions = [(t.isoformat(), r.action, round(r.confidence, 9), None if r.pnl != r.pnl else round(r.pnl, 6))
-                     for t, r in frame.iterrows()]
         lines = [str(e).split("] ", 1)[1] for e in mem.journal.entries()]
     kinds = {k: sum(k in line for line in lines) for k in ("Decision: BUY", "Decision: SELL", "P&L:")}
-    return {"fills": fills, "balances": balances, "decisions": decisions, "journal": kinds}
+    return {**session_book(memory), "journal": kinds}
 
 
 def test_paper_fills_reconcile_with_the_backtest_of_the_same_bars(tmp_path: Path) -> None:
@@ -132,37 +122,9 @@ def test_live_mode_refuses_to_start_without_explicit_confirmation(tmp_path: Path
         TraderConfig.from_env({"TRADING_MODE": "yolo"})
 
 
-def _paper(memory: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "TRADING_MODE": "paper", "SYMBOL": "BTC/USDT", "STRATEGY": "sma_cross",
-           "MEM_MEMORY_PATH": str(memory)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "memlab.cli", "paper", "--synthetic", "12000", "--seed", "4", "--sizing", "full",
-         "--param", "fast=10", "--param", "slow=30", "--json", *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _fills(memory: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{memory / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=1)
-        try:
-            return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
-def _wait_for_fills(proc: subprocess.Popen[str], memory: Path, n: int) -> None:
-    deadline = time.monotonic() + 120
-    while _fills(memory) < n:
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        assert time.monotonic() < deadline, "the session made no progress"
-        time.sleep(0.02)
-
-
 def test_kill_9_mid_session_then_restart_ends_like_an_uninterrupted_session(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    proc = _paper(reference)
+    proc = start_paper(reference, 12000)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     whole = json.loads(out.strip().splitlines()[-1])
@@ -170,12 +132,12 @@ def test_kill_9_mid_session_then_restart_ends_like_an_uninterrupted_session(tmp_
 
     crashed = tmp_path / "crashed"
     for kill_at in (40, 160):  # killed twice, at different points
-        proc = _paper(crashed)
-        _wait_for_fills(proc, crashed, kill_at)
+        proc = start_paper(crashed, 12000)
+        wait_for_fills(proc, crashed, kill_at)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         assert read_status(crashed)["alive"] is False  # the monitor sees no live trader
-    proc = _paper(crashed)
+    proc = start_paper(crashed, 12000)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert book(crashed) == book(reference)
@@ -183,11 +145,11 @@ def test_kill_9_mid_session_then_restart_ends_like_an_uninterrupted_session(tmp_
 
 def test_sigterm_stops_gracefully_and_the_next_run_resumes(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
-    proc = _paper(reference)
+    proc = start_paper(reference, 12000)
     assert proc.wait(300) == 0
     memory = tmp_path / "session"
-    proc = _paper(memory, "--speed", "120000")  # paced, so it is still running when the signal comes
-    _wait_for_fills(proc, memory, 20)
+    proc = start_paper(memory, 12000, "--speed", "120000")  # paced, so it is still running when the signal comes
+    wait_for_fills(proc, memory, 20)
     status = read_status(memory)
     assert status is not None and status["alive"] and status["pid"] == proc.pid and status["rss_mb"] > 0
     proc.send_signal(signal.SIGTERM)
@@ -195,7 +157,7 @@ def test_sigterm_stops_gracefully_and_the_next_run_resumes(tmp_path: Path) -> No
     assert proc.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["state"] == "stopped"
     assert read_status(memory)["state"] == "stopped"
-    proc = _paper(memory)
+    proc = start_paper(memory, 12000)
     assert proc.wait(300) == 0
     assert book(memory) == book(reference)
 
