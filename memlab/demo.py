@@ -103,8 +103,10 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     reconciled with the backtest of the same bars."""
     import asyncio
 
+    from memlab.dashboard.metrics import sharpe_ratio
     from memlab.memory import MemoryStores
     from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
+    from memlab.trader.equity import read_equity
     from memlab.trader.holdout import hold_out
 
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
@@ -120,6 +122,12 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
           f"{GOOG_CUTOFF}, judged on {check['bars']} bars after it")
     if report["skipped"]:
         print(f"  {report['skipped']} entries skipped: {report['skip_reasons']}")
+    curve = read_equity(memory_path)
+    if curve is not None and len(curve) > 2:
+        mine, held = sharpe_ratio(curve["equity"]), sharpe_ratio(curve["benchmark"])
+        print(f"  equity marked to market at {len(curve)} bars: {curve['equity'].iloc[-1]:,.0f} against "
+              f"buy-and-hold {curve['benchmark'].iloc[-1]:,.0f}; {mine.label}: {mine.value:.2f} "
+              f"(buy-and-hold {held.value:.2f})")
     with MemoryStores(memory_path) as mem:
         last = mem.decisions.frame(agent_id="paper_demo", limit=1)
     if len(last):
@@ -128,7 +136,7 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     out = out_dir / "paper_session.json"
     out.write_text(json.dumps({"report": report, "reconciliation": check}, indent=2, default=str))
     return {"paper session": out, "paper broker book": memory_path / "paper_broker.sqlite",
-            "trader heartbeat": memory_path / "trader_status.json"}
+            "equity log": memory_path / "equity.sqlite", "trader heartbeat": memory_path / "trader_status.json"}
 
 
 def monitor_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:

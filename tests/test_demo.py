@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from memlab.trader.equity import read_equity
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +27,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     check = session["reconciliation"]
     assert abs(check["paper_return"] - check["backtest_return"]) < 1e-9  # paper reconciles with backtest
     assert session["report"]["state"] == "finished" and session["report"]["decisions"] > 0
+    # The monitor's equity, marked to market every replayed bar, ends where the session ended.
+    curve = read_equity(out / "mem_knowledge")
+    assert curve is not None and len(curve) == session["report"]["bars"]
+    assert abs(curve["equity"].iloc[-1] - session["report"]["equity"]) < 1e-6 * session["report"]["equity"]
+    assert "equity marked to market at" in done.stdout and "buy-and-hold" in done.stdout
     verify = subprocess.run([sys.executable, "-m", "memlab.cli", "memory", "--memory-path", str(out / "mem_knowledge"), "verify"],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout
