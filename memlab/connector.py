@@ -239,12 +239,65 @@ class MemGPTConnector:
 
     # -- the seed's calls ----------------------------------------------------------------
     async def analyze_signal(self, signal: Mapping[str, Any]) -> dict[str, Any]:
-        """``{'confidence', 'reason', 'evidence', 'position_size'}`` for a signal (raises on a bad one)."""
-        return dict(await (await self._ensure()).analyze_signal_async(signal))
+        """``{'confidence', 'reason', 'evidence', 'position_size'}`` for a signal (raises
+        :class:`~memlab.agent.signal.InvalidSignalError` on a bad one).
+
+        A bare signal (symbol, strategy, action or side, price, qty: no ``features`` and no
+        ``bars``, as the seed's trader sends) is scored from recent bars of the connector's
+        ``data_source``, cut at the signal's ``time`` when it has one. When none can be had
+        (no data source, it failed, or too few bars) the answer is the prior alone, with a
+        reason that says so: a missing market situation never fails the caller's trade."""
+        agent = await self._ensure()
+        if isinstance(signal, Mapping) and signal.get("features") is None and signal.get("bars") is None:
+            from memlab.agent.signal import check_signal
+
+            check_signal(signal)  # a bad identity field is still the caller's error
+            bars, why = await self._recent_bars(signal)
+            if bars is None:
+                return dict(agent.analyze_prior_only(signal, why))
+            signal = {**signal, "bars": bars}
+        return dict(await agent.analyze_signal_async(signal))
+
+    async def _recent_bars(self, signal: Mapping[str, Any]) -> tuple[pd.DataFrame | None, str]:
+        """Bars for a bare signal from ``data_source``, none after its time; else None and why."""
+        from memlab.agent.signal import WARMUP_BARS, signal_time
+
+        symbol = str(signal["symbol"])
+        timeframe = str(signal.get("timeframe", ""))
+        if self.data_source is None:
+            return None, "no features or bars given, and the connector has no data_source"
+        try:
+            got = self.data_source(symbol, timeframe)
+            bars = await got if inspect.isawaitable(got) else got
+        except Exception as exc:  # a feed that failed is no reason to fail the trade
+            log.warning("data_source failed for %s %s: %s", symbol, timeframe, exc)
+            return None, f"the data source failed for {symbol}: {type(exc).__name__}: {exc}"
+        if not isinstance(bars, pd.DataFrame) or "Close" not in bars.columns:
+            return None, f"the data source gave no OHLCV bars for {symbol}"
+        if signal.get("time") is not None and isinstance(bars.index, pd.DatetimeIndex) and len(bars):
+            cut = pd.Timestamp(signal_time(signal))
+            index = bars.index if bars.index.tz is not None else bars.index.tz_localize("UTC")
+            bars = bars[index <= cut]  # nothing from after the decision time
+        if len(bars) < WARMUP_BARS + 1:
+            return None, f"the data source has {len(bars)} bars of {symbol} up to the signal, {WARMUP_BARS + 1} needed"
+        return bars, ""
 
     async def log_decision(self, decision: Mapping[str, Any], result: Mapping[str, Any] | None = None) -> int | None:
-        """Record what the trader did; returns the decision id (None for an order that never opened)."""
-        return (await self._ensure()).log_decision(decision, result)
+        """Record what the trader did; returns the decision id (None for an order that never
+        opened). A bare decision (no ``features``, no ``bars``) gets its market situation from
+        ``data_source`` as :meth:`analyze_signal` does; without one it is journalled but not
+        stored for recall (returns None), and a warning says why."""
+        agent = await self._ensure()
+        if isinstance(decision, Mapping) and decision.get("features") is None and decision.get("bars") is None:
+            from memlab.agent.signal import check_signal
+
+            check_signal(decision)
+            bars, why = await self._recent_bars(decision)
+            if bars is None:
+                agent.journal_unsituated(decision, result, why)
+                return None
+            decision = {**decision, "bars": bars}
+        return agent.log_decision(decision, result)
 
     async def close_position(self, decision_id: int, *, pnl: float, return_pct: float | None = None,
                              closed_at: str | datetime | None = None) -> list[dict[str, Any]]:

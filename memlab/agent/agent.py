@@ -180,6 +180,25 @@ class MemoryAgent:
         features = situation(signal)
         return self.brain.score(strategy, action, features, base_size=self.base_size(), as_of=_as_of(signal))
 
+    def analyze_prior_only(self, signal: Mapping[str, Any], why: str) -> Analysis:
+        """Score a signal whose market situation is unknown (no features, no bars, and
+        none to be had: ``why`` says what was tried) from the prior alone: the win rate of
+        this strategy and action as memory knew it before the signal's time. Sized like a
+        cold start while there is no closed trade to judge by, else by that confidence."""
+        _, strategy, action = check_signal(signal)
+        prior, n = self.brain.prior(strategy, action, as_of=_as_of(signal))
+        base = self.base_size()
+        size = self.brain.size_for(prior, base, similar=n, evidence_weight=float(n))
+        known = f"{n} closed {strategy} {action}s" if n else f"no closed {strategy} {action}s in memory yet"
+        reason = f"no market data for this signal ({why}): prior only from {known}, confidence {prior:.2f}"
+        if n == 0:
+            reason += f", sized at the base size {base:.4g}"
+        elif size <= 0:
+            reason += "; size 0: no edge at a confidence of 0.50 or less"
+        evidence = {"brain": "prior_only", "strategy": strategy, "action": action, "n": 0, "prior": prior,
+                    "prior_trades": n, "confidence": prior, "missing_market_data": why}
+        return Analysis(confidence=round(prior, 6), reason=reason, evidence=evidence, position_size=round(size, 8))
+
     async def analyze_signal_async(self, signal: Mapping[str, Any]) -> Analysis:
         """Score with the LLM brain when one is configured, else (or on its failure) the default."""
         default = self.analyze_signal(signal)
@@ -196,6 +215,18 @@ class MemoryAgent:
         return result
 
     # -- recording -------------------------------------------------------------------
+    def journal_unsituated(self, decision: Mapping[str, Any], result: Mapping[str, Any] | Any, why: str) -> None:
+        """A decision whose market situation is unknown (``why``): journalled with its order,
+        but not stored for recall, since similar-situation recall needs its features."""
+        _, strategy, action = check_signal(decision)
+        result = _as_mapping(result)
+        order = result.get("order_id", result.get("id", result.get("status", "")))
+        at = signal_time(decision) if decision.get("time") is not None else None
+        self.stores.journal.append(
+            {"Strategy": strategy, "Decision": action, "Confidence": round(_confidence(decision), 4), "Order": str(order)},
+            at=at, note=f"not stored for recall: {why}")
+        log.warning("decision on %s not stored for recall: %s", decision.get("symbol"), why)
+
     def log_decision(self, decision: Mapping[str, Any], result: Mapping[str, Any] | Any = None) -> int | None:
         """Record a decision the trader acted on; returns its id in the decision store.
 

@@ -238,10 +238,14 @@ class DefaultBrain:
         cfg = self.config
         hood = self.store.neighbourhood(features, cfg.k, strategy=strategy, action=action, closed_only=True,
                                         as_of=as_of, include_in_sample=cfg.use_in_sample)
+        return self._weigh(hood, self.prior(strategy, action, as_of=as_of)[0], as_of)
+
+    def prior(self, strategy: str | None, action: str, *, as_of: float | None = None) -> tuple[float, int]:
+        """The win rate of closed ``strategy`` ``action``s known strictly before ``as_of``,
+        shrunk toward the default prior while it rests on few trades; and how many there were."""
+        cfg = self.config
         rate, n = self.priors.rate(strategy, action, cfg.default_prior, as_of)
-        # The prior is itself an estimate: shrink it toward the default while it rests on few trades.
-        prior = (rate * n + cfg.prior_strength * cfg.default_prior) / (n + cfg.prior_strength)
-        return self._weigh(hood, prior, as_of)
+        return (rate * n + cfg.prior_strength * cfg.default_prior) / (n + cfg.prior_strength), int(n)
 
     def _weigh(self, hood: Neighbourhood, prior: float, as_of: float | None = None) -> Evidence:
         cfg = self.config

@@ -54,6 +54,8 @@ def check_signal(signal: Mapping[str, Any]) -> tuple[str, str, str]:
     out = []
     for name in ("symbol", "strategy", "action"):
         value = signal.get(name)
+        if name == "action" and value is None and signal.get("side") is not None:
+            value = signal.get("side")  # a broker-style order ('buy' / 'sell'), as the seed's trader passes
         if not isinstance(value, str) or not value.strip():
             raise InvalidSignalError(f"signal field {name!r} must be non-empty text, got {value!r}")
         out.append(value.strip())
