@@ -248,15 +248,28 @@ class MemGPTConnector:
         (no data source, it failed, or too few bars) the answer is the prior alone, with a
         reason that says so: a missing market situation never fails the caller's trade."""
         agent = await self._ensure()
-        if isinstance(signal, Mapping) and signal.get("features") is None and signal.get("bars") is None:
-            from memlab.agent.signal import check_signal
+        situated, why = await self._situated(signal)
+        if situated is None:
+            return dict(agent.analyze_prior_only(signal, why))
+        return dict(await agent.analyze_signal_async(situated))
 
-            check_signal(signal)  # a bad identity field is still the caller's error
-            bars, why = await self._recent_bars(signal)
-            if bars is None:
-                return dict(agent.analyze_prior_only(signal, why))
-            signal = {**signal, "bars": bars}
-        return dict(await agent.analyze_signal_async(signal))
+    async def _situated(self, signal: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
+        """``signal`` as it is when it carries ``features`` or ``bars`` (or is no mapping: the
+        agent says what is wrong); a bare one with recent bars from ``data_source``; else
+        None and why none could be had. A bad identity field is still the caller's error."""
+        if not isinstance(signal, Mapping) or signal.get("features") is not None or signal.get("bars") is not None:
+            return signal, ""
+        from memlab.agent.signal import check_signal
+
+        check_signal(signal)
+        bars, why = await self._recent_bars(signal)
+        return (None, why) if bars is None else ({**signal, "bars": bars}, "")
+
+    async def _fetch_bars(self, symbol: str, timeframe: str) -> Any:
+        """What ``data_source(symbol, timeframe)`` gives (awaited when it is async)."""
+        assert self.data_source is not None
+        got = self.data_source(symbol, timeframe)
+        return await got if inspect.isawaitable(got) else got
 
     async def _recent_bars(self, signal: Mapping[str, Any]) -> tuple[pd.DataFrame | None, str]:
         """Bars for a bare signal from ``data_source``, none after its time; else None and why."""
@@ -267,8 +280,7 @@ class MemGPTConnector:
         if self.data_source is None:
             return None, "no features or bars given, and the connector has no data_source"
         try:
-            got = self.data_source(symbol, timeframe)
-            bars = await got if inspect.isawaitable(got) else got
+            bars = await self._fetch_bars(symbol, timeframe)
         except Exception as exc:  # a feed that failed is no reason to fail the trade
             log.warning("data_source failed for %s %s: %s", symbol, timeframe, exc)
             return None, f"the data source failed for {symbol}: {type(exc).__name__}: {exc}"
@@ -288,16 +300,11 @@ class MemGPTConnector:
         ``data_source`` as :meth:`analyze_signal` does; without one it is journalled but not
         stored for recall (returns None), and a warning says why."""
         agent = await self._ensure()
-        if isinstance(decision, Mapping) and decision.get("features") is None and decision.get("bars") is None:
-            from memlab.agent.signal import check_signal
-
-            check_signal(decision)
-            bars, why = await self._recent_bars(decision)
-            if bars is None:
-                agent.journal_unsituated(decision, result, why)
-                return None
-            decision = {**decision, "bars": bars}
-        return agent.log_decision(decision, result)
+        situated, why = await self._situated(decision)
+        if situated is None:
+            agent.journal_unsituated(decision, result, why)
+            return None
+        return agent.log_decision(situated, result)
 
     async def close_position(self, decision_id: int, *, pnl: float, return_pct: float | None = None,
                              closed_at: str | datetime | None = None) -> list[dict[str, Any]]:
@@ -353,8 +360,7 @@ class MemGPTConnector:
         if "bars" in p:
             bars = bars_from_params(p["bars"])
         elif self.data_source is not None:
-            got = self.data_source(symbol, timeframe)
-            bars = await got if inspect.isawaitable(got) else got
+            bars = await self._fetch_bars(symbol, timeframe)
         else:
             raise CommandError(
                 "no_market_data",

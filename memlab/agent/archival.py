@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,8 +20,7 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail, sha256_hex
-from memlab.memory.durable import create_private, ensure_private_dir
-from memlab.memory.errors import CorruptMemoryError, storage_error
+from memlab.memory.durable import ensure_private_dir, open_store_db
 
 ARCHIVAL_FILE = "archival.sqlite"
 
@@ -57,22 +55,7 @@ class ArchivalMemory:
         self.agent_id = agent_id
         self._audit = audit
         self._lock = threading.Lock()
-        try:
-            if not self.path.exists():
-                create_private(self.path)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
-            raise storage_error(self.path, exc) or exc from None
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            # A read-only folder is not a damaged file: say which it is (no quarantine advice).
-            raise storage_error(self.path, exc) or CorruptMemoryError(
-                self.path, f"not a readable SQLite database ({exc})"
-            ) from None
+        self._conn = open_store_db(self.path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -28,8 +28,8 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail
-from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
-from memlab.memory.errors import CorruptMemoryError, storage_error
+from memlab.memory.durable import ensure_private_dir, open_store_db, relax_sqlite
+from memlab.memory.errors import CorruptMemoryError
 from memlab.memory.similarity import FeatureIndex
 
 DECISIONS_FILE = "decisions.sqlite"
@@ -306,35 +306,17 @@ class DecisionStore:
         self.path = self.root / DECISIONS_FILE
         self._audit = audit
         self._lock = threading.RLock()
-        try:
-            if not self.path.exists():
-                create_private(self.path)  # mode 600 before SQLite opens it; WAL files inherit it
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise storage_error(self.path, exc) or exc from None
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.executescript(_SCHEMA)
-            self._init_meta()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            # A read-only folder is not a damaged file: say which it is (no quarantine advice).
-            raise storage_error(self.path, exc) or CorruptMemoryError(
-                self.path, f"not a readable SQLite database ({exc})"
-            ) from None
+        self._conn = open_store_db(self.path, _SCHEMA, pragmas=("busy_timeout=30000",), check=self._check_schema)
         self._index: FeatureIndex | None = None
         self._index_outcome_seq = 0
         self._data_version = -1
 
     # -- set-up ------------------------------------------------------------------
-    def _init_meta(self) -> None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """Stamp a new store with :data:`SCHEMA_VERSION`; refuse one of another version."""
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
-            self._conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
             )
         elif row[0] != SCHEMA_VERSION:

@@ -68,6 +68,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def open_store_db(path: Path, schema: str, *, pragmas: tuple[str, ...] = (),
+                  check: Callable[[sqlite3.Connection], None] | None = None) -> sqlite3.Connection:
+    """A store's SQLite database at ``path``, ready to write: created mode 600 when missing
+    (its WAL files inherit the mode), WAL with ``synchronous=FULL``, then ``pragmas``,
+    ``schema`` and ``check(conn)`` (a schema-version check, say).
+
+    A folder that cannot be written raises
+    :class:`~memlab.memory.errors.ReadOnlyMemoryError` (the file is fine, so no advice to
+    quarantine it); a file SQLite cannot read raises
+    :class:`~memlab.memory.errors.CorruptMemoryError`.
+    """
+    from memlab.memory.errors import CorruptMemoryError, storage_error
+
+    try:
+        if not path.exists():
+            create_private(path)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    except (OSError, sqlite3.Error) as exc:
+        raise storage_error(path, exc) or exc from None
+    try:
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", *pragmas):
+            conn.execute(f"PRAGMA {pragma}")
+        conn.executescript(schema)
+        if check is not None:
+            check(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise storage_error(path, exc) or CorruptMemoryError(path, f"not a readable SQLite database ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 _group = threading.local()
 
 

@@ -191,9 +191,6 @@ class EquityLog:
                 fsync_path(Path(f"{self.path}-wal"))
                 self._unsynced = False
             return
-        n = len(self._times)
-        if not n:
-            return
         db = self._open()
         k = len(self.symbols)
         times = np.asarray(self._times, dtype=float)

@@ -95,10 +95,14 @@ class AlertRouter:
             stored = self.agent.stores.decisions.get(decision_id)
             return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
                     "confidence": stored.confidence, "reason": stored.reason, "recovered": True}
-        features, close = self._situation(alert.symbol)
-        signal = {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
-                  "price": alert.price or close, "features": features, "time": alert.time}
+        signal = self._signal(alert)
         return self._log(signal, self.agent.analyze_signal(signal), order) | {"recovered": True}
+
+    def _signal(self, alert: WebhookAlert) -> dict[str, Any]:
+        """The alert as a signal, in the situation of its symbol's latest bar."""
+        features, close = self._situation(alert.symbol)
+        return {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
+                "price": alert.price or close, "features": features, "time": alert.time}
 
     def _log(self, signal: dict[str, Any], analysis: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
         decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
@@ -119,9 +123,7 @@ class AlertRouter:
         if alert.qty is not None:
             step, minimum = market_rules(self.broker, alert.symbol)
             check_quantity(alert.qty, symbol=alert.symbol, step=step, minimum=minimum)
-        features, close = self._situation(alert.symbol)
-        signal = {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
-                  "price": alert.price or close, "features": features, "time": alert.time}
+        signal = self._signal(alert)
         analysis = self.agent.analyze_signal(signal)
         client_id = self.client_id(alert)
         base = alert.symbol.partition("/")[0]
