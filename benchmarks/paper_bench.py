@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +29,17 @@ from typing import Any
 
 import scipy.stats  # noqa: F401  (imported once up front, as a long-running trader would have)
 
-from memlab.backtest.peers import backtesting_py_sma_cross
 from memlab.data import synthetic_ohlcv
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
+
+
+def peer_engine() -> Any:
+    """backtesting.py's SMA cross, from the tests' independent engines (tests/support/peers.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.peers import backtesting_py_sma_cross
+
+    return backtesting_py_sma_cross
+
 
 CONFIGS: list[tuple[str, dict[str, Any], float]] = [
     ("sma_cross", {"fast": 50, "slow": 200}, 0.0),
@@ -60,7 +69,7 @@ def main() -> None:
     print(f"market: {args.bars:,} synthetic one-minute bars (200 of them indicator warm-up)")
 
     started = time.perf_counter()
-    peer = backtesting_py_sma_cross(bars, 50, 200)
+    peer = peer_engine()(bars, 50, 200)
     peer_rate = len(bars) / (time.perf_counter() - started)
     print(f"peer: backtesting.py, sma_cross(50, 200), {int(peer['# Trades'])} trades: {peer_rate:,.0f} bars/s")
 

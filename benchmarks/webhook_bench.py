@@ -27,7 +27,7 @@ import aiohttp
 import numpy as np
 
 from memlab.agent import MemoryAgent
-from memlab.connectors import Bar, PaperBroker
+from memlab.connectors import Bar, PaperBroker, PaperConnection
 from memlab.data import synthetic_ohlcv
 from memlab.webhooks import AlertRouter, WebhookConfig, WebhookServer
 from memlab.webhooks.alerts import sign
@@ -88,7 +88,7 @@ def main() -> None:
             broker.on_bar("BTC/USDT", Bar(t0 + 60 * k, 100, 101, 99, 100))
             k += 1
 
-    router = AlertRouter(agent, broker, lambda s: bars)
+    router = AlertRouter(agent, PaperConnection("paper", broker), lambda s: bars)
     config = WebhookConfig(port=0, rate=args.rate * 2, burst=int(args.rate * 2))
     with WebhookServer(config, SECRET, router, store_dir=root) as server:
         if not args.no_feed:

@@ -1,6 +1,8 @@
 """memlab: a research and paper-trading workbench around a trading agent with persistent memory.
 
-The public entry points (the seed's API)::
+The public entry points. They keep the API of "the seed", the design document memlab grew
+from; docstrings that say "the seed's" mean that API or its examples as written (they run
+in ``tests/test_seed_examples.py``)::
 
     from memlab import ConnectionManager, MemGPTConnector, CredentialManager
     from memlab import UnifiedMemGPTTrader, TraderConfig
@@ -11,7 +13,7 @@ See README.md for the tour.
 
 from typing import Any
 
-from memlab.connector import MemGPTConnector
+from memlab.agent.gateway import MemGPTConnector
 from memlab.credentials import BrokerCredentials, CredentialManager, Secret
 from memlab.memory import Decision, MemoryStores, Outcome
 

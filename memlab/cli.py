@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memlab.strategies.cli",
     "memlab.training.cli",
     "memlab.trader.cli",
+    "memlab.agent.gateway",
     "memlab.dashboard.cli",
     "memlab.demo",
     "memlab.evaluation.cli",

@@ -227,11 +227,6 @@ class CredentialManager:
             passphrase=Secret(passphrase) if passphrase else None,
         )
 
-    def has_webhook_secret(self, name: str) -> bool:
-        """Whether ``<NAME>_WEBHOOK_SECRET`` is set."""
-        self._maybe_reload()
-        return bool(self._values.get(f"{env_prefix(name)}_WEBHOOK_SECRET"))
-
     def get_webhook_secret(self, name: str) -> Secret:
         """The shared secret of webhook ``name`` (``<NAME>_WEBHOOK_SECRET``); audited."""
         self._maybe_reload()

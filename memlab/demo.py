@@ -1,7 +1,8 @@
 """``memlab demo`` (what ``make run`` runs): the whole flow on offline data, outputs in one folder.
 
 Each step writes into ``runs/demo-<UTC stamp>/`` (or ``--out``) and the folder's
-``mem_knowledge/`` memory, then the demo prints where everything is.
+``mem_knowledge/`` memory, then the demo prints where everything is. Backtest, training and
+paper session all charge memlab's default costs (:data:`memlab.costs.DEFAULT_COSTS`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ def backtest_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     from memlab.data import sample
 
     bars = sample("GOOG")
-    result = backtest.run(bars, "sma_cross", {"fast": 10, "slow": 30}, fees=0.0005)
+    result = backtest.run(bars, "sma_cross", {"fast": 10, "slow": 30})
     s = result.stats
     print(f"  GOOG sma_cross(10, 30): return {s['total_return']:+.1%}, {s['n_trades']} trades, "
           f"win rate {s['win_rate']:.0%}, sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.1%}")
     table = backtest.sweep(bars, "sma_cross", {"fast": [5, 10, 15, 20, 25], "slow": [30, 40, 50, 60, 80, 100]},
-                           fees=0.0005, progress=False)
+                           progress=False)
     best = table.sort_values("sharpe", ascending=False).iloc[0]
     sel = table.attrs["selection"]
     print(f"  sweep of {sel.n_trials} parameter sets on GOOG {sel.fitted_on[0]:%Y-%m-%d}..{sel.fitted_on[1]:%Y-%m-%d}: "
@@ -110,7 +111,7 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     from memlab.trader.holdout import hold_out
 
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
-                          sizing="full", fees=0.0005, balance=100_000.0, feed={"sample": "GOOG"})
+                          sizing="full", balance=100_000.0, feed={"sample": "GOOG"})
     config = hold_out(config, GOOG_CUTOFF)  # only the bars training never saw
     report = asyncio.run(UnifiedMemGPTTrader(config).run())
     check = reconcile_with_backtest(config)

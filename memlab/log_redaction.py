@@ -97,14 +97,6 @@ def register_environment(environ: Mapping[str, str] | None = None) -> None:
     register_secret(*(value for name, value in env.items() if is_secret_name(name)))
 
 
-def forget_secrets() -> None:
-    """Drop every registered value (tests)."""
-    global _values_pattern
-    with _lock:
-        _values.clear()
-        _values_pattern = None
-
-
 def _mask_field(match: re.Match[str]) -> str:
     if not is_secret_name(match.group("name")) or match.group("value") == MASK:
         return match.group(0)

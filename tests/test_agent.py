@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from memlab.agent import CoreMemoryLimitError, InvalidSignalError, MemoryAgent
-from memlab.agent.archival import ArchivalMemory
 from memlab.data import synthetic_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.features import FEATURE_NAMES
 from memlab.memory import Decision, MemoryStores, Outcome
+from memlab.memory.archival import ArchivalMemory
 from memlab.memory.verify import verify_memory
 
 FEATS = {"ret_5": 1.0, "ret_20": 2.0, "volatility": 0.5, "vol_ratio": 1.0, "rsi": 60.0, "trend": 1.0}

@@ -137,3 +137,174 @@ def test_retry_policy_backs_off_exponentially_with_bounded_jitter() -> None:
         assert full * 0.5 <= w <= full
     with pytest.raises(InvalidInputError):
         RetryPolicy(attempts=0)
+
+
+# -- a feed with only the paper broker: a public market-data venue --------------------------
+
+QUICK = RetryPolicy(attempts=2, base=0.01, cap=0.05)
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: every request to it is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(condition: Any, what: str, timeout: float = 15.0) -> None:
+    """Wait for ``condition()`` to hold (checked every 10 ms); fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def candles(n: int) -> list[tuple[float, Any]]:
+    bars = synthetic_ohlcv(n, freq="1min", start="2024-01-01", seed=5)
+    return [(t.timestamp(), row) for t, row in zip(bars.index, bars.itertuples(), strict=True)]
+
+
+@pytest.fixture()
+def no_venue_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMLAB_MARKET_DATA", raising=False)
+
+
+def test_the_seeds_feed_with_only_the_paper_broker_comes_up_offline_and_keeps_trying(
+        tmp_path: Path, no_venue_setting: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.exchange_emulator import BinanceEmulator
+
+    monkeypatch.setenv("BINANCE_API_KEY", "not-for-market-data")
+    offline = BinanceEmulator(port=closed_port())  # never started: the venue cannot be reached
+
+    async def main() -> None:
+        async with asyncio.timeout(60):  # (not wait_for: it would be a second task)
+            manager = ConnectionManager(tmp_path, retry=QUICK, market_data=offline.manager_options())
+            await manager.add_broker_connection('paper', balances={'USDT': 10_000})
+            feed = await manager.add_data_feed('crypto_feed', {'symbols': ['BTCUSDT']})
+
+            venue = manager.market_data["binance"]
+            assert venue.name == "market_data:binance" and not venue.exchange.apiKey  # public: nobody's keys
+            await until(lambda: feed.attempts >= 3, "three failed tries to connect")
+            status = manager.status()
+            assert status["market_data:binance"]["kind"] == "market_data"
+            assert status["market_data:binance"]["state"] in ("retrying", "down")
+            assert status["crypto_feed"]["state"] in ("retrying", "down") and not feed.connected
+            errors = status["market_data:binance"]["errors"]
+            await until(lambda: manager.status()["market_data:binance"]["errors"] > errors, "another try")
+            on_disk = read_health(tmp_path)["connections"]
+            assert on_disk["market_data:binance"]["state"] in ("retrying", "down")
+            assert "ExchangeNotAvailable" in on_disk["market_data:binance"]["last_error"]
+
+            await manager.close()
+            assert asyncio.all_tasks() == {asyncio.current_task()}  # nothing still trying
+            assert venue.exchange.session is None and manager.market_data == {}
+            assert read_health(tmp_path)["connections"]["market_data:binance"]["state"] == "closed"
+
+    asyncio.run(main())
+
+
+def test_a_public_venue_feed_resolves_the_symbol_and_delivers_bars(tmp_path: Path, no_venue_setting: None) -> None:
+    from tests.support.exchange_emulator import BinanceEmulator
+
+    rows = candles(12)
+    with BinanceEmulator(markets={"BTC/USDT": 100.0}) as emu:
+        for t, r in rows[:8]:
+            emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+
+        async def main() -> list[float]:
+            async with ConnectionManager(tmp_path, retry=QUICK, market_data=emu.manager_options()) as manager:
+                await manager.add_broker_connection("paper", balances={"USDT": 10_000})
+                feed = await manager.add_data_feed("crypto_feed", {"symbols": ["BTCUSDT"], "interval": 0.02, "warmup": 5})
+                seen: list[float] = []
+                async for symbol, bar in feed:
+                    assert symbol == "BTC/USDT"
+                    seen.append(bar.time)
+                    if len(seen) == 3:  # the market moves on
+                        for t, r in rows[8:]:
+                            emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+                    if bar.time == rows[-1][0]:
+                        break
+                assert feed.symbols == ["BTC/USDT"] and len(feed.history("BTC/USDT")) == 5
+                assert manager.status()["market_data:binance"]["state"] == "up"
+                assert manager.status()["crypto_feed"]["state"] == "up"
+                return seen
+
+        seen = asyncio.run(asyncio.wait_for(main(), 60))
+    assert seen == [t for t, _ in rows[5:]]  # after the warm-up, each candle once, in order
+
+
+def test_a_venue_that_comes_up_late_is_connected_to_and_health_says_so(tmp_path: Path, no_venue_setting: None) -> None:
+    from tests.support.exchange_emulator import BinanceEmulator
+
+    rows = candles(8)
+    emu = BinanceEmulator(markets={"BTC/USDT": 100.0}, port=closed_port())
+    for t, r in rows:
+        emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+    events: list[tuple[str, str]] = []
+
+    async def main() -> list[float]:
+        async with ConnectionManager(tmp_path, retry=QUICK, market_data=emu.manager_options()) as manager:
+            manager.add_listener(lambda event, payload: events.append((event, payload["name"])))
+            await manager.add_broker_connection("paper", balances={"USDT": 10_000})
+            feed = await manager.add_data_feed("crypto_feed", {"symbols": ["BTCUSDT"], "interval": 0.02, "warmup": 5})
+            await until(lambda: feed.attempts >= 3, "three failed tries to connect")
+            assert manager.status()["market_data:binance"]["state"] in ("retrying", "down")
+            await asyncio.get_running_loop().run_in_executor(None, emu.start)  # the venue comes up
+            seen = []
+            async for _symbol, bar in feed:
+                seen.append(bar.time)
+                if bar.time == rows[-1][0]:
+                    break
+            status = manager.status()
+            assert status["market_data:binance"]["state"] == "up" and status["market_data:binance"]["reconnects"] >= 1
+            assert status["crypto_feed"]["state"] == "up" and feed.symbols == ["BTC/USDT"]
+            return seen
+
+    try:
+        seen = asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        emu.stop()
+    assert seen == [t for t, _ in rows[5:]]
+    venue_events = [e for e, name in events if name == "market_data:binance"]
+    assert venue_events == ["connection_lost", "connection_restored"]  # once per outage, however many tries
+
+
+def test_a_symbol_the_public_venue_does_not_list_is_the_callers_error(tmp_path: Path, no_venue_setting: None) -> None:
+    from tests.support.exchange_emulator import BinanceEmulator
+
+    with BinanceEmulator(markets={"BTC/USDT": 100.0}) as emu:
+        async def main() -> None:
+            async with ConnectionManager(tmp_path, retry=QUICK, market_data=emu.manager_options()) as manager:
+                feed = await manager.add_data_feed("doge", {"symbols": ["DOGEUSDT"], "interval": 0.02})
+                with pytest.raises(ccxt.BadSymbol, match="unknown symbol 'DOGEUSDT'"):
+                    async for _ in feed:
+                        pass
+                assert manager.status()["doge"]["state"] == "down" and feed.attempts == 0
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_the_market_data_venue_setting_is_checked_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memlab.config import market_data_venue
+
+    monkeypatch.delenv("MEMLAB_MARKET_DATA", raising=False)
+    assert market_data_venue() == "binance"
+    monkeypatch.setenv("MEMLAB_MARKET_DATA", " Kraken ")
+    assert market_data_venue() == "kraken" and market_data_venue("bybit") == "bybit"
+    monkeypatch.setenv("MEMLAB_MARKET_DATA", "krakn")
+
+    async def main() -> None:
+        async with ConnectionManager(tmp_path) as manager:
+            with pytest.raises(ConfigurationError, match=r"^MEMLAB_MARKET_DATA='krakn' is not a ccxt exchange id; did you mean kraken"):
+                await manager.add_data_feed("f", {"symbols": ["BTCUSDT"]})
+            with pytest.raises(ConfigurationError, match=r"^venue='nasdaq' is not a ccxt exchange id"):
+                await manager.add_data_feed("f", {"symbols": ["BTCUSDT"], "venue": "nasdaq"})
+            with pytest.raises(InvalidInputError, match="'broker' .* or 'venue' .* not both"):
+                await manager.add_data_feed("f", {"symbols": ["BTCUSDT"], "venue": "binance", "broker": "paper"})
+            assert manager.feeds == {} and manager.market_data == {}
+
+    asyncio.run(main())

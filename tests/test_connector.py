@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from memlab.connector import Envelope, EnvelopeError, MemGPTConnector
+from memlab.agent.gateway import Envelope, EnvelopeError, MemGPTConnector
 from memlab.data import synthetic_ohlcv
 from memlab.memory import Decision, Outcome
 
@@ -205,3 +205,15 @@ def test_dev_mode_one_shot_and_interactive(memory_dir):
     replies = [json.loads(line) for line in inter.stdout.splitlines()]
     assert [r["type"] for r in replies] == ["response", "response", "error"]
     assert replies[0]["payload"]["result"]["agent_id"] == "dev_trader"
+
+
+def test_dev_mode_is_a_memlab_subcommand(memory_dir):
+    script = Path(sys.executable).parent / "memlab"
+    memlab = [str(script)] if script.exists() else [sys.executable, "-m", "memlab.cli"]
+    run = subprocess.run([*memlab, "agent", "--agent-id", "dev_trader", "--memory-path", str(memory_dir),
+                          "--command", "memory_status"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["payload"]["result"]["agent_id"] == "dev_trader"
+    bad = subprocess.run([*memlab, "agent", "--memory-path", str(memory_dir), "--command", "memory_status",
+                          "--params", "[1"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "--params is not JSON" in bad.stderr and "Traceback" not in bad.stderr

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from aiohttp import web
 
 from memlab.data import (
     DataValidationError,
@@ -100,75 +97,29 @@ def test_synthetic_market_is_seeded_and_valid() -> None:
     assert storm > 2 * calm
 
 
-class BinanceSpot:
-    """The subset of Binance's spot REST API that ccxt's fetch_ohlcv uses, on loopback."""
-
-    def __init__(self, frame: pd.DataFrame, fail_first: int = 0) -> None:
-        self.frame, self.fail_first = frame, fail_first
-        self.kline_calls: list[dict[str, str]] = []
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-
-    async def _start(self) -> int:
-        app = web.Application()
-        app.router.add_get("/api/v3/exchangeInfo", self._info)
-        app.router.add_get("/api/v3/klines", self._klines)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def _info(self, request: web.Request) -> web.Response:
-        return web.json_response({"timezone": "UTC", "serverTime": 0, "symbols": [{
-            "symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
-            "baseAssetPrecision": 8, "quotePrecision": 8, "quoteAssetPrecision": 8,
-            "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-            "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-            "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
-                        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"}]}]})
-
-    async def _klines(self, request: web.Request) -> web.Response:
-        self.kline_calls.append(dict(request.query))
-        if len(self.kline_calls) <= self.fail_first:
-            return web.json_response({"code": -1003, "msg": "Too many requests"}, status=429)
-        start = int(request.query.get("startTime", 0))
-        limit = int(request.query.get("limit", 500))
-        ms = self.frame.index.as_unit("ns").asi8 // 10**6
-        rows = self.frame[ms >= start].iloc[:limit]
-        out = [[int(t.value // 10**6), str(r.Open), str(r.High), str(r.Low), str(r.Close), str(r.Volume),
-                int(t.value // 10**6) + 3_599_999, "0", 1, "0", "0", "0"] for t, r in rows.iterrows()]
-        return web.json_response(out)
-
-    def exchange(self):  # type: ignore[no-untyped-def]
-        import ccxt
-
-        ex = ccxt.binance({"enableRateLimit": False, "options": {"fetchMarkets": {"types": ["spot"]}}})
-        ex.urls["api"]["public"] = f"http://127.0.0.1:{self.port}/api/v3"
-        return ex
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
 def test_ccxt_download_paginates_caches_and_resumes(tmp_path: Path) -> None:
+    import ccxt
+
+    from tests.support.exchange_emulator import BinanceEmulator
+
     history = synthetic_ohlcv(250, freq="1h", start="2024-01-01", seed=5).round(6)
-    server = BinanceSpot(history, fail_first=1)  # the first page is rate-limited once
-    try:
-        first = download_ohlcv(server.exchange(), "BTC/USDT", "1h", since="2024-01-01", until="2024-01-06",
-                               cache_dir=tmp_path, limit=50, backoff=0.01, progress=False)
+    with BinanceEmulator() as server:
+        server.load_bars("BTC/USDT", history)
+        server.fault("429", path="/api/v3/klines")  # the first page is rate-limited once
+
+        def kline_calls() -> list[dict[str, str]]:
+            return [q for path, q in server.queries if path.endswith("/klines")]
+
+        first = download_ohlcv(ccxt.binance(server.ccxt_config()), "BTC/USDT", "1h", since="2024-01-01",
+                               until="2024-01-06", cache_dir=tmp_path, limit=50, backoff=0.01, progress=False)
         assert len(first) == 120 and first.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
         assert np.allclose(first["Close"], history["Close"].iloc[:120])
-        pages = len(server.kline_calls)
+        pages = len(kline_calls())
         assert pages >= 4  # 120 bars in pages of 50, plus the retried 429
         cache = tmp_path / "binance" / "BTC_USDT" / "1h.parquet"
         assert cache.exists()
-        again = download_ohlcv(server.exchange(), "BTC/USDT", "1h", since="2024-01-01", until="2024-01-09",
-                               cache_dir=tmp_path, limit=50, progress=False)
+        again = download_ohlcv(ccxt.binance(server.ccxt_config()), "BTC/USDT", "1h", since="2024-01-01",
+                               until="2024-01-09", cache_dir=tmp_path, limit=50, progress=False)
         assert len(again) == 192
-        resumed = server.kline_calls[pages:]
+        resumed = kline_calls()[pages:]
         assert int(resumed[0]["startTime"]) == int(pd.Timestamp("2024-01-06", tz="UTC").value // 10**6)
-    finally:
-        server.close()

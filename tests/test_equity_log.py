@@ -18,7 +18,7 @@ from memlab.connectors import PaperBroker
 from memlab.data import sample, synthetic_ohlcv
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.trader.equity import EquityLog, read_equity
-from tests.paper_session import start_paper, wait_for_fills
+from tests.support.paper_session import start_paper, wait_for_fills
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOG_BALANCE = 100_000.0

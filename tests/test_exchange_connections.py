@@ -15,11 +15,11 @@ import ccxt
 import pytest
 
 from memlab.connectors import Bar, ConnectionManager, ReplayFeed, RetryPolicy
-from memlab.connectors.exchange_emulator import BinanceEmulator
 from memlab.data import synthetic_ohlcv
 from memlab.memory import MemoryStores
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.trader.loop import FEED
+from tests.support.exchange_emulator import BinanceEmulator
 
 FAST = RetryPolicy(attempts=5, base=0.02, cap=0.1)
 

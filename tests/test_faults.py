@@ -33,7 +33,7 @@ from tests.faults.kill9 import (
     sign,
     unfinished_claims,
 )
-from tests.test_webhooks import FlakyReceiver, post
+from tests.support.webhooks import FlakyReceiver, post
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "ALERTS_WEBHOOK_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}

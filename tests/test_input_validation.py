@@ -19,7 +19,6 @@ import pytest
 
 from memlab import backtest
 from memlab.connectors import ConnectionManager, ReplayFeed, RetryPolicy
-from memlab.connectors.exchange_emulator import BinanceEmulator
 from memlab.data import (
     DataValidationError,
     load_ohlcv,
@@ -29,6 +28,7 @@ from memlab.data import (
 )
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.training.walkforward import walk_forward
+from tests.support.exchange_emulator import BinanceEmulator
 
 BARS = synthetic_ohlcv(300, freq="1h", start="2024-01-01", seed=5)
 T5 = "2024-01-01 05:00:00+00:00"

@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from memlab.agent import MemoryAgent
+from memlab.agent.gateway import MemGPTConnector
 from memlab.agent.llm_brain import LLMBrain, LLMConfig
-from memlab.connector import MemGPTConnector
 from memlab.credentials import CredentialManager
 
 KEY = "sk-test-0123456789abcdefSECRET"

@@ -17,7 +17,7 @@ from memlab.data import sample
 from memlab.errors import InvalidInputError
 from memlab.strategies import REGISTRY, SIGNAL_COLUMNS, load_params
 from memlab.strategies.lookahead import LookaheadReport, check_strategy
-from memlab.strategies.signals import signal_frame
+from memlab.strategies.signal_frame import signal_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,7 +145,7 @@ def test_a_strategy_that_edits_its_input_does_not_poison_the_check(goog: pd.Data
 # The command line -------------------------------------------------------------------
 
 PLANTED = '''
-from memlab.strategies.signals import signal_frame
+from memlab.strategies.signal_frame import signal_frame
 
 def peek(ohlcv, lead=1):
     ahead = ohlcv["Close"].shift(-lead)

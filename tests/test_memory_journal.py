@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memlab.errors import InvalidInputError
-from memlab.memory import CoreMemoryJournal, CorruptMemoryError, MemoryStores
+from memlab.memory import CorruptMemoryError, MemoryJournal, MemoryStores
 
 SEED_LINES = [
     "[2025-10-16 14:30:15] Strategy: momentum - Decision: BUY - Confidence: 0.85",
@@ -19,7 +19,7 @@ SEED_LINES = [
 
 
 def test_writes_the_seed_format_exactly(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     journal.append(
         {"Strategy": "momentum", "Decision": "BUY", "Confidence": 0.85}, at="2025-10-16 14:30:15"
     )
@@ -38,7 +38,7 @@ def test_writes_the_seed_format_exactly(memory_dir: Path) -> None:
 def test_reads_a_hand_written_seed_journal(memory_dir: Path) -> None:
     memory_dir.mkdir()
     (memory_dir / "core_memory_updates.txt").write_text("\n".join(SEED_LINES) + "\n")
-    entries = CoreMemoryJournal(memory_dir).entries()
+    entries = MemoryJournal(memory_dir).entries()
     assert [e.fields for e in entries[:2]] == [
         {"Strategy": "momentum", "Decision": "BUY", "Confidence": "0.85"},
         {"Entry Price": "65000", "Stop Loss": "64500", "Target": "66000"},
@@ -49,7 +49,7 @@ def test_reads_a_hand_written_seed_journal(memory_dir: Path) -> None:
 
 
 def test_values_with_separators_read_back_unchanged(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     tricky = "range 64500 - 65000: tested twice\nthen broke \\ out"
     journal.append({"Note": tricky}, note="a note: with - separators")
     entry = journal.entries()[0]
@@ -59,7 +59,7 @@ def test_values_with_separators_read_back_unchanged(memory_dir: Path) -> None:
 
 
 def test_search_by_time_range_key_and_value(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     journal.append_many(
         [
             ("2025-10-16 10:00:00", {"Strategy": "momentum", "Decision": "BUY"}, ()),
@@ -85,7 +85,7 @@ def test_search_by_time_range_key_and_value(memory_dir: Path) -> None:
 
 
 def test_malformed_line_names_file_and_line_and_changes_nothing(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     journal.append({"Strategy": "momentum"})
     path = memory_dir / "core_memory_updates.txt"
     with open(path, "a") as handle:
@@ -98,7 +98,7 @@ def test_malformed_line_names_file_and_line_and_changes_nothing(memory_dir: Path
 
 
 def test_torn_last_line_from_a_crash_is_set_aside_not_lost(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     journal.append({"Strategy": "momentum", "Decision": "BUY"})
     path = memory_dir / "core_memory_updates.txt"
     with open(path, "ab") as handle:
@@ -114,7 +114,7 @@ def test_torn_last_line_from_a_crash_is_set_aside_not_lost(memory_dir: Path) -> 
     "fields", [{"": "x"}, {"Bad: key": "x"}, {"[Key": "x"}, {"Confidence": float("nan")}, {}]
 )
 def test_bad_entries_are_refused(memory_dir: Path, fields: dict[str, object]) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     with pytest.raises(InvalidInputError):
         journal.append(fields)
     assert not (memory_dir / "core_memory_updates.txt").exists()
@@ -141,7 +141,7 @@ def test_audit_chain_holds_across_records_longer_than_a_read_block(memory_dir: P
 
 
 def test_tail_returns_the_last_entries_with_their_line_numbers(memory_dir: Path) -> None:
-    journal = CoreMemoryJournal(memory_dir)
+    journal = MemoryJournal(memory_dir)
     journal.append_many([{"N": i} for i in range(50)])
     tail = journal.tail(3)
     assert [(e.line, e.fields["N"]) for e in tail] == [(48, "47"), (49, "48"), (50, "49")]

@@ -17,7 +17,7 @@ from memlab.memory.backup import backup_memory
 from memlab.memory.errors import MemoryInUseError
 from memlab.memory.lock import LOCK_FILE, WriterLock, holder, writer_lock
 from memlab.memory.verify import verify_memory
-from tests.paper_session import ROOT, book, paper_env, start_paper, wait_for_fills
+from tests.support.paper_session import ROOT, book, paper_env, start_paper, wait_for_fills
 
 BARS = 4000
 

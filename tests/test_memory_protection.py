@@ -22,7 +22,7 @@ from memlab.memory import (
 )
 from memlab.memory.backup import backup_memory, restore_memory
 from memlab.memory.verify import verify_memory
-from tests.paper_session import folder_contents
+from tests.support.paper_session import folder_contents
 
 FEATURES = {"ret_5": 1.0, "volatility": 2.0}
 
@@ -218,7 +218,7 @@ def test_quarantine_moves_a_damaged_file_aside_and_the_store_starts_afresh(
 
 
 def test_verify_detects_edits_to_archival_lessons(memory_dir: Path) -> None:
-    from memlab.agent.archival import ArchivalMemory
+    from memlab.memory.archival import ArchivalMemory
 
     with MemoryStores(memory_dir) as mem:
         fill(mem)
@@ -233,7 +233,7 @@ def test_verify_detects_edits_to_archival_lessons(memory_dir: Path) -> None:
 
 
 def _core(mem: MemoryStores):  # type: ignore[no-untyped-def]
-    from memlab.agent.core_memory import CoreMemory
+    from memlab.memory.core_memory import CoreMemory
 
     return CoreMemory(mem.path, journal=mem.journal, audit=mem.audit, cipher=mem.cipher)
 
@@ -338,7 +338,7 @@ def test_a_read_only_folder_is_named_as_such_not_called_damaged() -> None:
     import shutil
     import tempfile
 
-    from memlab.agent.archival import ArchivalMemory
+    from memlab.memory.archival import ArchivalMemory
 
     run_as, uid, gid = _as_another_user()
     base = Path(tempfile.mkdtemp(prefix="memlab-readonly-"))  # outside pytest's private tmp, so nobody can reach it
@@ -358,7 +358,7 @@ def test_a_read_only_folder_is_named_as_such_not_called_damaged() -> None:
             os.chown(memory, uid, gid)  # type: ignore[arg-type]
             os.chown(base / ".mem.audit-head", uid, gid)  # type: ignore[arg-type]
         os.chmod(memory, 0o500)
-        script = ("import sys\nfrom memlab.agent.archival import ArchivalMemory\n"
+        script = ("import sys\nfrom memlab.memory.archival import ArchivalMemory\n"
                   "try:\n    ArchivalMemory(sys.argv[1])\nexcept Exception as exc:\n"
                   "    print(type(exc).__name__, exc)\n")
         done = subprocess.run([*run_as, sys.executable, "-c", script, str(memory)], capture_output=True,

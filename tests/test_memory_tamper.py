@@ -24,7 +24,7 @@ from memlab.memory import (
 )
 from memlab.memory.audit import head_path_for
 from memlab.memory.verify import verify_memory
-from tests.paper_session import folder_contents
+from tests.support.paper_session import folder_contents
 
 FEATURES = {"ret_5": 1.0, "volatility": 2.0}
 

@@ -103,8 +103,14 @@ class Spy:
 
     def __init__(self, trader: UnifiedMemGPTTrader) -> None:
         self.calls: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self._inner = trader.mem_connector.analyze_signal
-        trader.mem_connector.analyze_signal = self  # type: ignore[method-assign]
+        start = trader.start
+
+        async def started() -> None:  # the agent opens with the session: wrap it then
+            await start()
+            self._inner = trader.agent.analyze_signal_async
+            trader.agent.analyze_signal_async = self
+
+        trader.start = started  # type: ignore[method-assign]
 
     async def __call__(self, signal: dict[str, Any]) -> dict[str, Any]:
         analysis = await self._inner(signal)

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from memlab import log_redaction
-from memlab.connectors.exchange_emulator import BinanceEmulator
 from memlab.credentials import CredentialManager
 from memlab.log_redaction import MASK, RedactingFilter, redact, register_secret
+from tests.support.exchange_emulator import BinanceEmulator
 
 KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"  # Binance-shaped
 SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from memlab.agent.gateway import MemGPTConnector
 from memlab.agent.signal import InvalidSignalError, situation
-from memlab.connector import MemGPTConnector
 from memlab.data import synthetic_ohlcv
 from memlab.memory import Decision, MemoryStores, Outcome
 
@@ -109,3 +109,46 @@ def test_a_bad_side_is_still_the_callers_error(memory_dir: Path) -> None:
 
     with pytest.raises(InvalidSignalError, match="'action' must be 'BUY' or 'SELL', got 'hold'"):
         asyncio.run(go())
+
+
+def test_the_seeds_data_feed_with_only_the_paper_broker_polls_a_public_venue(memory_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's ``ConnectionManager`` lines with the paper broker and no exchange account: the
+    feed takes public candles from the market-data venue (binance by default; here the loopback
+    Binance), and the next closed candle fills the seed's paper order."""
+    from memlab.connectors import ConnectionManager
+    from tests.support.exchange_emulator import BinanceEmulator
+
+    monkeypatch.delenv("MEMLAB_MARKET_DATA", raising=False)
+    bars = synthetic_ohlcv(9, freq="1min", start="2024-01-01", seed=3)
+    rows = [(t.timestamp(), r) for t, r in zip(bars.index, bars.itertuples(), strict=True)]
+    with BinanceEmulator(markets={"BTC/USDT": 100.0}) as emu:
+        for t, r in rows[:8]:
+            emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)
+
+        async def seed() -> tuple[dict, list[dict], Any]:
+            async with asyncio.timeout(60):
+                manager = ConnectionManager(memory_dir, market_data=emu.manager_options())
+                await manager.add_broker_connection('paper', balances={'USDT': 10_000}, markets=['BTC/USDT'])
+                await manager.add_data_feed('crypto_feed', {'symbols': ['BTCUSDT']})
+                result = await manager.execute_on_broker('paper', 'place_order', {
+                    'symbol': 'BTCUSDT',
+                    'qty': 0.1,
+                    'side': 'BUY'
+                })
+                feed = manager.feed('crypto_feed')
+                await feed.start_connecting()  # the public venue: markets, then the warm-up
+                assert len(feed.history('BTC/USDT')) == 8
+                t, r = rows[8]
+                emu.push_bar("BTC/USDT", t, r.Open, r.High, r.Low, r.Close)  # a new candle closes
+                async for symbol, bar in feed:
+                    fills = manager.broker('paper').on_bar(symbol, bar)
+                    break
+                health = manager.status()
+                await manager.close()
+                return result, fills, health
+
+        result, fills, health = asyncio.run(seed())
+    assert result["status"] == "open" and result["symbol"] == "BTC/USDT"
+    assert [f["price"] for f in fills] == [pytest.approx(rows[8][1].Open)]  # filled at the next bar's open
+    assert health["market_data:binance"]["state"] == "up" and health["market_data:binance"]["kind"] == "market_data"

@@ -18,8 +18,8 @@ from memlab.errors import ConfigurationError
 from memlab.memory import MemoryStores
 from memlab.strategies import compute_signals
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader, read_status
-from tests.paper_session import book as session_book
-from tests.paper_session import start_paper, wait_for_fills
+from tests.support.paper_session import book as session_book
+from tests.support.paper_session import start_paper, wait_for_fills
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def run(config: TraderConfig) -> dict[str, Any]:
 
 
 def book(memory: Path) -> dict[str, Any]:
-    """The session's book (:func:`tests.paper_session.book`) and how many journal lines of each kind."""
+    """The session's book (:func:`tests.support.paper_session.book`) and how many journal lines of each kind."""
     with MemoryStores(memory) as mem:
         lines = [str(e).split("] ", 1)[1] for e in mem.journal.entries()]
     kinds = {k: sum(k in line for line in lines) for k in ("Decision: BUY", "Decision: SELL", "P&L:")}

@@ -21,7 +21,7 @@ GRID = {"fast": [5, 10], "slow": [20, 40]}
 
 def test_walk_forward_never_chooses_on_test_bars() -> None:
     bars = synthetic_ohlcv(3000, freq="1h", seed=2)
-    report = walk_forward(bars, "sma_cross", GRID, train_bars=1200, test_bars=600)
+    report = walk_forward(bars, "sma_cross", GRID, train_bars=1200, test_bars=600, fees=0.0)
     folds = report.folds
     assert len(folds) == 3
     assert (folds["test_start"] > folds["train_end"]).all()
@@ -148,8 +148,9 @@ def test_training_refuses_parameters_that_fail_out_of_sample_and_writes_nothing_
     cfg = TrainingConfig(symbols=["GOOG"], grid=GRID, memory_path=mem_path, params_dir=params_dir, progress=False)
     train(cfg)
     before = _snapshot(mem_path, params_dir)
-    # EURUSD's sma_cross loses out of sample (-0.89): refused, and nothing at all changes on disk.
-    with pytest.raises(SelectionRefused, match=r"out-of-sample Sharpe ratio -0\.\d+ is <= 0") as refused:
+    # EURUSD's sma_cross loses out of sample (-2.26 at the default costs): refused, and nothing
+    # at all changes on disk.
+    with pytest.raises(SelectionRefused, match=r"out-of-sample Sharpe ratio -2\.\d+ is <= 0") as refused:
         train(TrainingConfig(symbols=["EURUSD"], memory_path=mem_path, params_dir=params_dir, progress=False))
     assert "fitted on 2017-" in str(refused.value) and "Nothing was written" in str(refused.value)
     assert _snapshot(mem_path, params_dir) == before

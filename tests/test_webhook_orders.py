@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from memlab.agent import MemoryAgent
-from memlab.connectors import Bar, PaperBroker
+from memlab.connectors import Bar, PaperBroker, PaperConnection
 from memlab.data import synthetic_ohlcv
+from memlab.trader.pipeline import alert_client_id
 from memlab.webhooks import AlertRouter, WebhookConfig, WebhookServer
 from memlab.webhooks.alerts import sign
-from tests.test_webhooks import SECRET, post
+from tests.support.webhooks import SECRET, post
 
 BARS = synthetic_ohlcv(600, freq="1min", seed=9)
 
@@ -26,7 +27,7 @@ def trading(tmp_path: Path) -> Iterator[tuple[WebhookServer, PaperBroker, Memory
     broker.add_market("BTC/USDT")
     last = BARS.iloc[-1]
     broker.on_bar("BTC/USDT", Bar(BARS.index[-1].timestamp(), last.Open, last.High, last.Low, last.Close))
-    router = AlertRouter(agent, broker, lambda symbol: BARS)
+    router = AlertRouter(agent, PaperConnection("paper", broker), lambda symbol: BARS)
     with WebhookServer(WebhookConfig(port=0), SECRET, router, store_dir=tmp_path) as server:
         yield server, broker, agent
     agent.close()
@@ -46,7 +47,7 @@ def test_a_valid_signed_alert_places_one_paper_order_and_journals_it(trading) ->
     result = reply["result"]
     assert result["status"] == "placed" and 0 <= result["confidence"] <= 1 and result["reason"]
     [order] = broker.fetch_open_orders()
-    assert (order["clientOrderId"], order["side"], order["amount"]) == ("webhook:tv-1", "buy", 0.5)
+    assert (order["clientOrderId"], order["side"], order["amount"]) == (alert_client_id("webhook_trader", "tv-1"), "buy", 0.5)
     stored = agent.stores.decisions.get(result["decision_id"])
     assert (stored.symbol, stored.strategy, stored.action) == ("BTC/USDT", "tv_breakout", "BUY")
     assert any(e.fields.get("Strategy") == "tv_breakout" and e.fields.get("Decision") == "BUY"
@@ -113,7 +114,7 @@ def test_not_enough_market_data_yet_does_not_use_up_the_alert(tmp_path: Path) ->
     last = BARS.iloc[-1]
     broker.on_bar("BTC/USDT", Bar(BARS.index[-1].timestamp(), last.Open, last.High, last.Low, last.Close))
     known = {"bars": BARS.iloc[:20]}  # right after a restart: too little history to judge
-    router = AlertRouter(agent, broker, lambda symbol: known["bars"])
+    router = AlertRouter(agent, PaperConnection("paper", broker), lambda symbol: known["bars"])
     body, headers = signed_alert("early-1")
     try:
         with WebhookServer(WebhookConfig(port=0), SECRET, router, store_dir=tmp_path) as server:
@@ -194,7 +195,7 @@ def test_killed_after_the_claim_before_the_order_the_retry_is_placed_once(tmp_pa
             assert status == 200 and reply["result"]["status"] == "placed", reply
             assert post(server.url, body, headers)[0] == 409
         [order] = broker.fetch_open_orders()
-        assert order["clientOrderId"] == "webhook:crash-1"
+        assert order["clientOrderId"] == alert_client_id("webhook_trader", "crash-1")
         assert agent.stores.decisions.find_key(f"webhook_trader:order:{order['id']}") is not None
     finally:
         agent.close()

@@ -26,7 +26,7 @@ from memlab.data import synthetic_ohlcv
 from memlab.memory import MemoryStores
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.webhooks.alerts import sign
-from tests.test_webhooks import SECRET, FlakyReceiver, post
+from tests.support.webhooks import SECRET, FlakyReceiver, post
 
 
 class Session:

@@ -8,8 +8,7 @@ The signal it scores (built by the trader and the webhook endpoint) is
      "time": "2025-10-16T14:30:15Z"}
 
 - :mod:`~memlab.agent.signal` — the signal schema and its checks.
-- :mod:`~memlab.agent.core_memory` — core-memory blocks with limits (append/replace).
-- :mod:`~memlab.agent.archival` — archival memory: searchable lessons.
+- core-memory blocks and archival memory live with the other tiers in :mod:`memlab.memory`.
 - :mod:`~memlab.agent.brain` — the default brain (similar situations -> confidence).
 - :mod:`~memlab.agent.llm_brain`, :mod:`~memlab.agent.tools` — the optional LLM brain.
 - :mod:`~memlab.agent.adaptation` — the adaptation triggers.
@@ -19,11 +18,11 @@ The signal it scores (built by the trader and the webhook endpoint) is
 
 from memlab.agent.adaptation import Adaptation, AdaptationConfig, Adapter
 from memlab.agent.agent import AgentConfig, MemoryAgent
-from memlab.agent.archival import ArchivalMemory
 from memlab.agent.brain import Analysis, BrainConfig, DefaultBrain
 from memlab.agent.calibration import CalibrationReport, brier_score, calibrate
-from memlab.agent.core_memory import Block, CoreMemory, CoreMemoryLimitError
 from memlab.agent.signal import InvalidSignalError, Signal
+from memlab.memory.archival import ArchivalMemory
+from memlab.memory.core_memory import Block, CoreMemory, CoreMemoryLimitError
 
 __all__ = [
     "Adaptation",

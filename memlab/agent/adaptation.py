@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.memory import CoreMemoryJournal, ParameterStore
+from memlab.memory import MemoryJournal, ParameterStore
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class Adapter:
     def __init__(
         self,
         parameters: ParameterStore,
-        journal: CoreMemoryJournal,
+        journal: MemoryJournal,
         config: AdaptationConfig | None = None,
         *,
         on_change: Callable[[Adaptation], None] | None = None,

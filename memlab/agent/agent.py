@@ -2,9 +2,9 @@
 
 :class:`MemoryAgent` ties the memory hierarchy together:
 
-- core memory (:class:`~memlab.agent.core_memory.CoreMemory`): small always-in-view blocks;
+- core memory (:class:`~memlab.memory.core_memory.CoreMemory`): small always-in-view blocks;
 - recall memory: every decision with features and outcome (the :class:`~memlab.memory.DecisionStore`);
-- archival memory (:class:`~memlab.agent.archival.ArchivalMemory`): lessons it wrote;
+- archival memory (:class:`~memlab.memory.archival.ArchivalMemory`): lessons it wrote;
 - parameters (``parameter_updates.json``), changed by :class:`~memlab.agent.adaptation.Adapter`.
 
 >>> import tempfile
@@ -37,13 +37,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from memlab.agent.adaptation import BASELINE, Adaptation, AdaptationConfig, Adapter, OutcomeWindow
-from memlab.agent.archival import ArchivalMemory
 from memlab.agent.brain import Analysis, BrainConfig, DefaultBrain, trend_label, volatility_label
 from memlab.agent.calibration import CalibrationReport, calibrate
-from memlab.agent.core_memory import CoreMemory
 from memlab.agent.signal import check_signal, signal_time, situation
 from memlab.errors import InvalidInputError
+from memlab.events import EventBus, Listener
 from memlab.memory import Decision, MemoryStores
+from memlab.memory.archival import ArchivalMemory
+from memlab.memory.core_memory import CoreMemory
 from memlab.memory.decisions import IN_SAMPLE
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Order statuses that mean no position was opened (the decision is journalled, not stored).
 NOT_OPENED = frozenset({"rejected", "failed", "error", "canceled", "cancelled", "expired"})
-
-Listener = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,9 @@ class MemoryAgent:
     """A trading agent with persistent memory under ``memory_path`` (see the module docstring).
 
     ``llm`` is an optional :class:`~memlab.agent.llm_brain.LLMBrain`; without it (or when it
-    fails) the default brain decides. Listeners added with :meth:`add_listener` hear
-    ``decision``, ``adaptation``, ``lesson`` and ``error`` events as ``(type, payload)``.
+    fails) the default brain decides. ``decision``, ``adaptation``, ``lesson`` and ``error``
+    events go on :attr:`events` (an :class:`~memlab.events.EventBus`; pass ``events=`` to
+    share one with the connection manager), heard as ``listener(type, payload)``.
     """
 
     def __init__(
@@ -92,6 +92,7 @@ class MemoryAgent:
         config: AgentConfig | None = None,
         llm: LLMBrain | None = None,
         stores: MemoryStores | None = None,
+        events: EventBus | None = None,
     ) -> None:
         if not isinstance(agent_id, str) or not agent_id.strip():
             raise InvalidInputError(f"agent_id must be non-empty text, got {agent_id!r}")
@@ -112,7 +113,7 @@ class MemoryAgent:
         )
         self._volatility_seeded = False  # recalled from the store at the first decision (point in time)
         self.llm = llm
-        self._listeners: list[Listener] = []
+        self.events = events if events is not None else EventBus(f"agent {agent_id}")
         self._lock = threading.Lock()
         self._params: dict[str, Any] | None = None
         self._params_stamp: tuple[int, int] | None = None
@@ -127,16 +128,12 @@ class MemoryAgent:
 
     # -- events ------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(type, payload)`` on every event; returns a function that removes it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        """Call ``listener(type, payload)`` on every event; returns a function that removes it
+        (an alias of ``agent.events.subscribe``)."""
+        return self.events.subscribe(listener)
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(kind, payload)
-            except Exception:  # a broken subscriber must not break the agent
-                log.exception("event listener %r failed on %s", listener, kind)
+        self.events.publish(kind, payload)  # a broken subscriber is logged there, never breaks the agent
 
     def _adapted(self, adaptation: Adaptation) -> None:
         self._params = None

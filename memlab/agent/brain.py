@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from memlab.memory import DecisionStore, Neighbourhood
-from memlab.memory.decisions import read_closed_outcomes
+from memlab.memory.decisions import WinRateHistory
 
 
 class Analysis(TypedDict):
@@ -113,41 +113,11 @@ def _round(x: float, nd: int = 4) -> float | None:
     return None if not math.isfinite(x) else round(float(x), nd)
 
 
-class _Outcomes:
-    """One (strategy, action)'s closing times, sorted, with the running count of wins."""
-
-    def __init__(self, times: np.ndarray, won: np.ndarray) -> None:
-        order = np.argsort(times, kind="stable")
-        self.n = len(times)
-        cap = max(64, 2 * self.n)
-        self._times = np.empty(cap)
-        self._wins = np.empty(cap, np.int64)
-        self._times[: self.n] = times[order]
-        self._wins[: self.n] = np.cumsum(won[order].astype(np.int64))
-
-    def append(self, time_: float, won: bool) -> None:
-        if self.n and time_ < self._times[self.n - 1]:  # out of order (rare): rebuild sorted
-            times = np.append(self._times[: self.n], time_)
-            wins = np.diff(self._wins[: self.n], prepend=0)
-            self.__init__(times, np.append(wins, int(won)))  # type: ignore[misc]
-            return
-        if self.n == len(self._times):
-            self._times = np.resize(self._times, 2 * self.n)
-            self._wins = np.resize(self._wins, 2 * self.n)
-        self._times[self.n] = time_
-        self._wins[self.n] = (self._wins[self.n - 1] if self.n else 0) + int(won)
-        self.n += 1
-
-    def count(self, as_of: float | None) -> tuple[int, int]:
-        """``(closed, won)`` among outcomes known strictly before ``as_of`` (all for None)."""
-        n = self.n if as_of is None else int(np.searchsorted(self._times[: self.n], as_of, "left"))
-        return n, int(self._wins[n - 1]) if n else 0
-
-
 class PriorTable:
     """Overall win rate per (strategy, action) over closed decisions, point in time, cached.
 
-    Read through a separate read-only connection (WAL readers never block the writer).
+    The counts are the decision store's (:meth:`~memlab.memory.DecisionStore.win_rate_history`,
+    read through a separate read-only connection, so WAL readers never block the writer).
     Outcomes this process closes are counted in as they happen (:meth:`record`); the
     whole table is re-read after :meth:`invalidate` or every ``refresh_seconds`` (so
     decisions another process, such as nightly training, adds are seen too). Every
@@ -157,56 +127,41 @@ class PriorTable:
 
     def __init__(self, store: DecisionStore, *, refresh_seconds: float = 300.0,
                  include_in_sample: bool = True) -> None:
-        self._path = store.path
+        self._store = store
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, str], _Outcomes] | None = None
+        self._history: WinRateHistory | None = None
         self._loaded_at = 0.0
         self._refresh_seconds = refresh_seconds
         self._include_in_sample = include_in_sample
 
     def invalidate(self) -> None:
         with self._lock:
-            self._series = None
+            self._history = None
 
-    def _table(self) -> dict[tuple[str, str], _Outcomes]:
+    def _table(self) -> WinRateHistory:
         with self._lock:
-            if self._series is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
-                self._series = self._load()
-            return self._series
+            if self._history is None or time.monotonic() - self._loaded_at > self._refresh_seconds:
+                self._loaded_at = time.monotonic()
+                self._history = self._store.win_rate_history(include_in_sample=self._include_in_sample)
+            return self._history
 
     def rate(self, strategy: str | None, action: str, default: float,
              as_of: float | None = None) -> tuple[float, int]:
         """``(win rate, closed count)`` for the pair (all strategies when ``strategy`` is None)."""
-        series = self._table()
-        if strategy is None:
-            counts = [v.count(as_of) for (_, a), v in series.items() if a == action]
-        else:
-            counts = [series[(strategy, action)].count(as_of)] if (strategy, action) in series else []
-        n = sum(c[0] for c in counts)
-        wins = sum(c[1] for c in counts)
+        n, wins = self._table().count(strategy, action, as_of)
         return (wins / n if n else default), n
 
     def record(self, strategy: str, action: str, won: bool, closed_at: float = -math.inf) -> None:
         """Count one newly closed decision (known at ``closed_at``, epoch seconds) without
         re-reading the store."""
         with self._lock:
-            if self._series is not None:
-                if (strategy, action) not in self._series:
-                    self._series[(strategy, action)] = _Outcomes(np.empty(0), np.empty(0, np.int64))
-                self._series[(strategy, action)].append(closed_at, won)
+            if self._history is not None:
+                self._history.add(strategy, action, won, closed_at)
 
     def overall(self, default: float, as_of: float | None = None) -> float:
         """Win rate over every closed decision in the store (known before ``as_of``)."""
-        counts = [v.count(as_of) for v in self._table().values()]
-        n = sum(c[0] for c in counts)
-        w = sum(c[1] for c in counts)
-        return w / n if n else default
-
-    def _load(self) -> dict[tuple[str, str], _Outcomes]:
-        self._loaded_at = time.monotonic()
-        frame = read_closed_outcomes(self._path, include_in_sample=self._include_in_sample)
-        return {(s, a): _Outcomes(g["closed_at"].to_numpy(np.float64), g["won"].to_numpy(np.int64))
-                for (s, a), g in frame.groupby(["strategy", "action"], sort=False)}
+        n, wins = self._table().count(None, None, as_of)
+        return wins / n if n else default
 
 
 class DefaultBrain:

@@ -2,7 +2,8 @@
 
 Signals are decided at a bar's close. By default they fill at the **next bar's open**
 (no look-ahead); ``fill="close"`` fills at the signal bar's close instead. Fees and
-slippage are fractions of traded value (0.001 = 0.1 %).
+slippage are fractions of traded value (0.001 = 0.1 %); by default
+:data:`memlab.costs.DEFAULT_COSTS`, the costs every layer charges.
 
 The bars get the same checks as :func:`memlab.data.load_ohlcv` whichever way they come
 in (see :func:`memlab.data.require_ohlcv`): NaN or infinite prices, unsorted or duplicate
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.data.validate import check_values, require_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.strategies import check_params, get, load_params
@@ -83,17 +85,15 @@ def check_costs(*, fees: float, slippage: float, fill: str, direction: str) -> N
         raise InvalidInputError(f"fill must be 'next_open' or 'close', not {fill!r}")
     if direction not in ("longonly", "both"):
         raise InvalidInputError(f"direction must be 'longonly' or 'both', not {direction!r}")
-    for name, value in (("fees", fees), ("slippage", slippage)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
-            raise InvalidInputError(f"{name} is a fraction of traded value in [0, 1), got {value}")
+    CostModel(fees=fees, slippage=slippage)  # refuses either outside [0, 1), naming it
 
 
 def simulate(
     ohlcv: pd.DataFrame,
     signals: pd.DataFrame | dict[str, Any],
     *,
-    fees: float = 0.0,
-    slippage: float = 0.0,
+    fees: float = DEFAULT_COSTS.fees,
+    slippage: float = DEFAULT_COSTS.slippage,
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
@@ -168,8 +168,8 @@ def run(
     strategy: str,
     params: Mapping[str, Any] | None = None,
     *,
-    fees: float = 0.0,
-    slippage: float = 0.0,
+    fees: float = DEFAULT_COSTS.fees,
+    slippage: float = DEFAULT_COSTS.slippage,
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,

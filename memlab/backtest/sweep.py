@@ -22,6 +22,7 @@ import pandas as pd
 
 from memlab.backtest.engine import Direction, Fill, check_costs, periods_per_year, simulate
 from memlab.backtest.selection import SelectionReport, selection_report
+from memlab.costs import DEFAULT_COSTS
 from memlab.data.validate import require_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
@@ -96,8 +97,8 @@ def sweep(
     strategy: str,
     grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
     *,
-    fees: float = 0.0,
-    slippage: float = 0.0,
+    fees: float = DEFAULT_COSTS.fees,
+    slippage: float = DEFAULT_COSTS.slippage,
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,

@@ -24,8 +24,11 @@ from typing import Any, TypeVar
 import ccxt
 
 from memlab.connectors.health import HealthBoard
-from memlab.connectors.paper_broker import Bar, PaperBroker
+from memlab.connectors.paper_broker import PaperBroker
+from memlab.connectors.protocol import Balance, BookState, Broker, Fill, Order, Position
 from memlab.connectors.retry import RetryPolicy, is_retryable
+from memlab.costs import DEFAULT_COSTS
+from memlab.data.bars import Bar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +58,8 @@ def checked_answer(method: str, result: Any) -> Any:
 
 
 class ExchangeConnection:
-    """A ccxt async exchange behind retries, health tracking and idempotent orders."""
-
-    simulated = False
+    """A ccxt async exchange behind retries, health tracking and idempotent orders
+    (a :class:`~memlab.connectors.protocol.Broker`)."""
 
     def __init__(self, name: str, exchange: Any, health: HealthBoard, policy: RetryPolicy | None = None,
                  *, seed: int | None = None) -> None:
@@ -65,6 +67,14 @@ class ExchangeConnection:
         self.policy = policy or RetryPolicy()
         self._rng = random.Random(seed)
         health.register(name, "broker", exchange.id)
+
+    @property
+    def has(self) -> dict[str, bool]:
+        """ccxt's ``has`` for this exchange; bars do not fill here, the venue does."""
+        # Stops go as ccxt's unified stopLoss / takeProfit order params; the venue refuses
+        # them if it cannot take them.
+        return {**{k: bool(v) for k, v in self.exchange.has.items()},
+                "simulatedFills": False, "costOrders": False, "attachedStops": True}
 
     def __repr__(self) -> str:  # never the credentials
         return f"ExchangeConnection({self.name!r}, exchange={self.exchange.id!r}, sandbox={self.sandbox})"
@@ -134,22 +144,61 @@ class ExchangeConnection:
             return str(found[0]["symbol"] if isinstance(found, list) else found["symbol"])
         raise ccxt.BadSymbol(f"{self.name}: unknown symbol {symbol!r}")
 
+    def _market(self, symbol: str) -> dict[str, Any]:
+        return dict((self.exchange.markets or {}).get(self.market_symbol(symbol)) or {})
+
+    def amount_rules(self, symbol: str) -> tuple[float | None, float | None]:
+        """From the market: ccxt ``precision.amount`` (in the exchange's precision mode) and
+        ``limits.amount.min``."""
+        market = self._market(symbol)
+        precision = (market.get("precision") or {}).get("amount")
+        step = None
+        if precision is not None:
+            step = float(precision) if self.exchange.precisionMode == ccxt.TICK_SIZE else 10.0 ** -float(precision)
+        minimum = ((market.get("limits") or {}).get("amount") or {}).get("min")
+        return step, float(minimum) if minimum else step
+
+    def taker_fee(self, symbol: str) -> float:
+        """The market's taker fee as ccxt describes it, else memlab's default cost."""
+        return float(self._market(symbol).get("taker") or DEFAULT_COSTS.fees)
+
+    def amount_to_precision(self, symbol: str, amount: float) -> float:
+        return float(self.exchange.amount_to_precision(self.market_symbol(symbol), amount))
+
+    def on_bar(self, symbol: str, bar: Bar) -> list[Fill]:
+        return []  # the venue fills; the trader polls its pending orders
+
+    def flush(self) -> None:
+        return None  # the venue keeps its own book
+
+    def book_state(self, symbol: str) -> BookState:
+        return BookState()  # a venue does not know which bars a session processed
+
+    def fills_between(self, symbol: str, since: float, until: float) -> list[Fill]:
+        return []
+
+    def add_markets(self, symbols: list[str]) -> None:
+        return None  # the venue lists its own
+
     async def create_order(self, symbol: str, type: str, side: str, amount: float | None, price: float | None = None,
-                           params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                           params: Mapping[str, Any] | None = None) -> Order:
         params = dict(params or {})
+        for key in ("stopLoss", "takeProfit"):  # trigger prices, in ccxt's unified form
+            if isinstance(params.get(key), (int, float)):
+                params[key] = {"triggerPrice": float(params[key])}
         client_id = str(params.setdefault("clientOrderId", new_client_order_id()))
         fn = self.exchange.create_order
 
-        async def place() -> dict[str, Any]:
-            return checked_answer("create_order", await fn(symbol, type, side, amount, price, dict(params)))
+        async def place() -> Order:
+            return checked_answer("create_order", await fn(symbol, type, side, amount, price, dict(params)))  # type: ignore[no-any-return]
 
-        async def look_up() -> dict[str, Any] | None:
+        async def look_up() -> Order | None:
             # Did the failed attempt reach the exchange? Then it is the order: do not send it again.
             return await self.find_by_client_id(symbol, client_id)
 
         return await self._retry(f"create_order {client_id}", place, look_up)
 
-    async def find_by_client_id(self, symbol: str, client_id: str) -> dict[str, Any] | None:
+    async def find_by_client_id(self, symbol: str, client_id: str) -> Order | None:
         """The order with this client order id, or None when the exchange has none."""
         ex = self.exchange
         try:
@@ -160,35 +209,35 @@ class ExchangeConnection:
                     continue
                 for order in await getattr(ex, method)(symbol):
                     if order.get("clientOrderId") == client_id:
-                        return dict(order)
+                        return order  # type: ignore[no-any-return]
         except ccxt.OrderNotFound:
             return None
         except ccxt.OperationFailed:
             raise  # unknown again: the retry loop waits and asks once more
         return None
 
-    async def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
-        return await self.call("cancel_order", id, symbol)
+    async def cancel_order(self, id: str, symbol: str | None = None) -> Order:
+        return await self.call("cancel_order", id, symbol)  # type: ignore[no-any-return]
 
-    async def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
-        return await self.call("fetch_order", id, symbol)
+    async def fetch_order(self, id: str, symbol: str | None = None) -> Order:
+        return await self.call("fetch_order", id, symbol)  # type: ignore[no-any-return]
 
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        return await self.call("fetch_open_orders", symbol)
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        return await self.call("fetch_open_orders", symbol)  # type: ignore[no-any-return]
 
-    async def fetch_balance(self) -> dict[str, Any]:
-        return await self.call("fetch_balance")
+    async def fetch_balance(self) -> Balance:
+        return await self.call("fetch_balance")  # type: ignore[no-any-return]
 
     async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         return await self.call("fetch_ticker", symbol)
 
-    async def fetch_positions(self) -> list[dict[str, Any]]:
+    async def fetch_positions(self) -> list[Position]:
         """Derivative venues: ccxt's positions. Spot venues: each held base asset with a
         market in the quote currency, marked at its last price."""
         if self.exchange.has.get("fetchPositions") and self.exchange.options.get("defaultType", "spot") != "spot":
             return await self.call("fetch_positions")
         balance = await self.fetch_balance()
-        out = []
+        out: list[Position] = []
         for asset, amount in (balance.get("total") or {}).items():
             if not amount:
                 continue
@@ -208,13 +257,18 @@ class ExchangeConnection:
 
 
 class PaperConnection:
-    """The paper broker behind the same async verbs; bars from a feed drive its fills."""
+    """The paper broker behind the same async verbs (a :class:`~memlab.connectors.protocol.Broker`);
+    bars from a feed drive its fills."""
 
-    simulated = True
+    #: ccxt-style capabilities (the paper broker is a spot venue with a durable book).
+    has: dict[str, bool] = {"createOrder": True, "cancelOrder": True, "fetchOrder": True, "fetchOpenOrders": True,
+                            "fetchBalance": True, "fetchPositions": True, "fetchTicker": True,
+                            "simulatedFills": True, "costOrders": True, "attachedStops": True}
 
-    def __init__(self, name: str, broker: PaperBroker, health: HealthBoard) -> None:
-        self.name, self.broker, self.health = name, broker, health
-        health.register(name, "broker", "paper")
+    def __init__(self, name: str, broker: PaperBroker, health: HealthBoard | None = None) -> None:
+        self.name, self.broker = name, broker
+        self.health = health if health is not None else HealthBoard()
+        self.health.register(name, "broker", "paper")
 
     def __repr__(self) -> str:
         return f"PaperConnection({self.name!r}, book={str(self.broker.path)!r})"
@@ -238,35 +292,63 @@ class PaperConnection:
                 return m
         raise ccxt.BadSymbol(f"paper broker: unknown symbol {symbol!r}; known: {', '.join(markets) or 'none'}")
 
-    def on_bar(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
-        return self.broker.on_bar(symbol, bar)
+    #: The paper broker's quantity step and minimum: 8 decimals, as on most spot venues.
+    STEP = 1e-8
+
+    def amount_rules(self, symbol: str) -> tuple[float | None, float | None]:
+        self.market_symbol(symbol)
+        return self.STEP, self.STEP
+
+    def taker_fee(self, symbol: str) -> float:
+        return self.broker.fees
+
+    def amount_to_precision(self, symbol: str, amount: float) -> float:
+        return float(int(amount / self.STEP) * self.STEP)
+
+    def on_bar(self, symbol: str, bar: Bar) -> list[Fill]:
+        return self.broker.on_bar(symbol, bar)  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        self.broker.flush()
+
+    def book_state(self, symbol: str) -> BookState:
+        position = next((p for p in self.broker.fetch_positions() if p["symbol"] == symbol), None)
+        return BookState(last_bar_time=self.broker.last_bar_time(symbol), last_price=self.broker.last_price(symbol),
+                         entry_cost=position["entryPrice"] * position["contracts"] if position else 0.0)
+
+    def fills_between(self, symbol: str, since: float, until: float) -> list[Fill]:
+        return [f for f in self.broker.fills(symbol) if since < f["bar_time"] <= until]  # type: ignore[misc]
+
+    def add_markets(self, symbols: list[str]) -> None:
+        for symbol in symbols:
+            self.broker.add_market(symbol)
 
     async def create_order(self, symbol: str, type: str, side: str, amount: float | None, price: float | None = None,
-                           params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                           params: Mapping[str, Any] | None = None) -> Order:
         params = dict(params or {})
         params.setdefault("clientOrderId", new_client_order_id())
-        return self._timed(self.broker.create_order, symbol, type, side, amount, price, params)
+        return self._timed(self.broker.create_order, symbol, type, side, amount, price, params)  # type: ignore[return-value]
 
-    async def find_by_client_id(self, symbol: str, client_id: str) -> dict[str, Any] | None:
+    async def find_by_client_id(self, symbol: str, client_id: str) -> Order | None:
         try:
-            return self.broker.fetch_order(client_id)
+            return self.broker.fetch_order(client_id)  # type: ignore[return-value]
         except ccxt.OrderNotFound:
             return None
 
-    async def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
-        return self._timed(self.broker.cancel_order, id, symbol)
+    async def cancel_order(self, id: str, symbol: str | None = None) -> Order:
+        return self._timed(self.broker.cancel_order, id, symbol)  # type: ignore[return-value]
 
-    async def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
-        return self._timed(self.broker.fetch_order, id, symbol)
+    async def fetch_order(self, id: str, symbol: str | None = None) -> Order:
+        return self._timed(self.broker.fetch_order, id, symbol)  # type: ignore[return-value]
 
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        return self._timed(self.broker.fetch_open_orders, symbol)
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        return self._timed(self.broker.fetch_open_orders, symbol)  # type: ignore[return-value]
 
-    async def fetch_balance(self) -> dict[str, Any]:
-        return self._timed(self.broker.fetch_balance)
+    async def fetch_balance(self) -> Balance:
+        return self._timed(self.broker.fetch_balance)  # type: ignore[return-value]
 
-    async def fetch_positions(self) -> list[dict[str, Any]]:
-        return self._timed(self.broker.fetch_positions)
+    async def fetch_positions(self) -> list[Position]:
+        return self._timed(self.broker.fetch_positions)  # type: ignore[return-value]
 
     async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         last = self.broker.last_price(symbol)
@@ -278,4 +360,5 @@ class PaperConnection:
         self.broker.close()
 
 
-BrokerConnection = ExchangeConnection | PaperConnection
+#: Any broker connection (the protocol every connection implements).
+BrokerConnection = Broker

@@ -10,6 +10,10 @@ signals for the replay in one vectorised call.
 - :class:`PollingFeed`: ccxt ``fetch_ohlcv`` every ``interval`` seconds through an
   :class:`~memlab.connectors.brokers.ExchangeConnection` (its retries and health);
   a venue that stays down is retried forever with backoff while health says ``down``.
+  On a venue whose markets are not loaded yet (the manager's public market-data venue),
+  :meth:`PollingFeed.start_connecting` connects in the background — load the markets,
+  resolve ``"BTCUSDT"`` to ``"BTC/USDT"``, fetch the warm-up — retrying with the same
+  backoff until the venue answers, so an offline start still returns a feed.
 - :class:`WatchFeed`: ccxt.pro ``watch_ohlcv`` where the venue has it; a bar is closed
   when the next one opens. Falls back to polling when the socket fails.
 
@@ -33,8 +37,9 @@ import pandas as pd
 
 from memlab.connectors.brokers import ExchangeConnection
 from memlab.connectors.health import HealthBoard
-from memlab.connectors.paper_broker import Bar
+from memlab.connectors.retry import is_retryable
 from memlab.data import require_ohlcv
+from memlab.data.bars import Bar
 from memlab.data.validate import OHLCV_COLUMNS, invalid_rows
 from memlab.errors import InvalidInputError
 
@@ -139,7 +144,11 @@ class ReplayFeed:
 
 
 class PollingFeed:
-    """Closed candles from ccxt ``fetch_ohlcv``, polled every ``interval`` seconds."""
+    """Closed candles from ccxt ``fetch_ohlcv``, polled every ``interval`` seconds.
+
+    ``symbols`` are resolved against the venue's markets (``"BTCUSDT"`` → ``"BTC/USDT"``)
+    now if they are loaded, else by :meth:`connect`.
+    """
 
     source = "poll"
 
@@ -147,7 +156,8 @@ class PollingFeed:
                  interval: float | None = None, warmup: int = 500, health: HealthBoard) -> None:
         ex = connection.exchange
         self.name, self.connection, self.timeframe = name, connection, timeframe
-        self.symbols = [connection.market_symbol(s) for s in symbols]
+        self.requested = list(symbols)
+        self.symbols = [connection.market_symbol(s) for s in symbols] if ex.markets else list(symbols)
         try:
             self.tf_ms = int(ex.parse_timeframe(timeframe) * 1000)
         except Exception:
@@ -159,9 +169,69 @@ class PollingFeed:
         self._history: dict[str, pd.DataFrame] = {}
         self._last: dict[str, int] = {}
         self.bars_out = 0
+        #: Failed tries to connect (:meth:`connect`) so far.
+        self.attempts = 0
+        self._connecting: asyncio.Task[None] | None = None
 
     def history(self, symbol: str) -> pd.DataFrame:
         return self._history.get(symbol, pd.DataFrame(columns=["Open", "High", "Low", "Close", "Volume"]))
+
+    @property
+    def connected(self) -> bool:
+        """True once the markets are loaded and the warm-up history is in."""
+        return all(symbol in self._history for symbol in self.symbols)
+
+    async def connect(self) -> None:
+        """Load the venue's markets (unless loaded), resolve the symbols, fetch the warm-up.
+
+        A "try again" error (the venue unreachable, down, rate limiting) is retried after
+        the connection's :class:`~memlab.connectors.retry.RetryPolicy` backoff, for as long
+        as it takes: health says ``retrying`` and :attr:`attempts` counts the tries.
+        A "you are wrong" error (a symbol the venue does not list) is raised, health ``down``.
+        """
+        while not self.connected:
+            loading = not self.connection.exchange.markets
+            try:
+                if loading:
+                    await self.connection.connect()
+                self.symbols = [self.connection.market_symbol(s) for s in self.requested]
+                await self.start()
+            except Exception as exc:
+                if not is_retryable(exc):
+                    self.health.failure(self.name, exc, retrying=False)
+                    raise
+                self.attempts += 1
+                if loading:  # a failed poll is on the feed's health already
+                    self.health.failure(self.name, exc, retrying=True)
+                wait = self.connection.policy.delay(min(self.attempts, 6))
+                log.warning("feed %r: %s did not answer (%s); try %d in %.2f s", self.name,
+                            self.connection.exchange.id, type(exc).__name__, self.attempts + 1, wait)
+                await asyncio.sleep(wait)
+
+    def start_connecting(self) -> asyncio.Task[None]:
+        """:meth:`connect` in the background (once); the feed's bars wait for it.
+        :meth:`close` stops it."""
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self.connect(), name=f"feed {self.name}: connect")
+            self._connecting.add_done_callback(self._connect_ended)
+        return self._connecting
+
+    def _connect_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # retrieved here, raised again to the reader
+            log.error("feed %r cannot start: %s", self.name, task.exception())
+
+    async def _ready(self) -> None:
+        if self._connecting is not None:
+            await asyncio.shield(self._connecting)  # a reader that stops does not stop the connecting
+        elif not self._history:
+            await self.start()
+
+    async def close(self) -> None:
+        """Stop connecting in the background, if it still is."""
+        task, self._connecting = self._connecting, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _closed(self, symbol: str, rows: list[list[float]]) -> list[list[float]]:
         now = self.connection.exchange.milliseconds()
@@ -189,8 +259,7 @@ class PollingFeed:
         return self._run()
 
     async def _run(self) -> AsyncIterator[FeedItem]:
-        if not self._history:
-            await self.start()
+        await self._ready()
         failures = 0
         while True:
             fresh: list[tuple[int, str, list[float]]] = []
@@ -224,8 +293,7 @@ class WatchFeed(PollingFeed):
         self.pro = pro_exchange
 
     async def _run(self) -> AsyncIterator[FeedItem]:
-        if not self._history:
-            await self.start()
+        await self._ready()
         queue: asyncio.Queue[FeedItem] = asyncio.Queue()
         tasks = [asyncio.create_task(self._watch(symbol, queue)) for symbol in self.symbols]
         try:

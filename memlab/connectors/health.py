@@ -2,8 +2,10 @@
 
 A connection is ``connecting`` until its first success, then ``up``; a retryable
 failure makes it ``retrying`` (with the attempt), exhausted retries make it ``down``
-(a lost connection), and the next success brings it back ``up``. Listeners hear every
-change of state, which is how lost connections become alerts.
+(a lost connection), and the next success brings it back ``up``. The board publishes
+``connection_lost`` when a connection goes ``down`` and ``connection_restored`` when it is
+back ``up`` — once per outage, however often it retries in between — on its
+:class:`~memlab.events.EventBus`, which is how lost connections become alerts.
 
 The board is written atomically to ``connections.json`` in the memory folder on each
 change of state and at most once a second otherwise, with the writer's pid, so the live
@@ -22,14 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from memlab.events import EventBus, Listener
 from memlab.memory.durable import atomic_write_bytes, ensure_private_dir
 
 log = logging.getLogger(__name__)
 
 HEALTH_FILE = "connections.json"
 STATES = ("connecting", "up", "retrying", "down", "closed")
-
-StateListener = Callable[["ConnectionHealth", str], None]
 
 
 @dataclass
@@ -56,13 +57,15 @@ class ConnectionHealth:
 
 
 class HealthBoard:
-    """The health of all of a :class:`~memlab.connectors.ConnectionManager`'s connections."""
+    """The health of all of a :class:`~memlab.connectors.ConnectionManager`'s connections;
+    ``events`` is the bus its ``connection_lost`` / ``connection_restored`` go to (its own if None)."""
 
-    def __init__(self, path: Path | None = None, *, write_interval: float = 1.0) -> None:
+    def __init__(self, path: Path | None = None, *, write_interval: float = 1.0, events: EventBus | None = None) -> None:
         self.path = None if path is None else ensure_private_dir(Path(path)) / HEALTH_FILE
         self.write_interval = write_interval
         self._items: dict[str, ConnectionHealth] = {}
-        self._listeners: list[StateListener] = []
+        self.events = events if events is not None else EventBus("health")
+        self._lost: set[str] = set()  # down since it was last up: announced once per outage
         self._lock = threading.Lock()
         self._written = 0.0
         self._dirty = False
@@ -74,14 +77,16 @@ class HealthBoard:
         with self._lock:
             return {name: h.as_dict() for name, h in self._items.items()}
 
-    def add_listener(self, listener: StateListener) -> None:
-        """``listener(health, previous_state)`` on every change of state."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """``listener(event, payload)`` for ``connection_lost`` / ``connection_restored``
+        (an alias of :meth:`EventBus.subscribe <memlab.events.EventBus.subscribe>` on :attr:`events`)."""
+        return self.events.subscribe(listener)
 
     def register(self, name: str, kind: str, venue: str) -> ConnectionHealth:
         with self._lock:
             health = ConnectionHealth(name=name, kind=kind, venue=venue, since=time.time())
             self._items[name] = health
+            self._lost.discard(name)
         self._write(force=True)
         return health
 
@@ -94,12 +99,16 @@ class HealthBoard:
             health.reconnects += 1
         level = logging.WARNING if state in ("down", "retrying") else logging.INFO if previous in ("down", "retrying") else logging.DEBUG
         log.log(level, "connection %r: %s -> %s", health.name, previous, state)
-        for listener in list(self._listeners):
-            try:
-                listener(health, previous)
-            except Exception:  # an alert sink must not break trading
-                log.exception("health listener failed")
         self._write(force=True)
+        about = {"name": health.name, "kind": health.kind, "venue": health.venue}
+        if state == "down" and health.name not in self._lost:
+            self._lost.add(health.name)
+            self.events.publish("connection_lost", {**about, "error": health.last_error, "errors": health.errors})
+        elif state == "up" and health.name in self._lost:
+            self._lost.discard(health.name)
+            self.events.publish("connection_restored", {**about, "previous": previous})
+        elif state == "closed":
+            self._lost.discard(health.name)
 
     def success(self, name: str, latency: float) -> None:
         health = self._items[name]

@@ -9,12 +9,31 @@ The seed's API, with memlab's modules::
     result = await manager.execute_on_broker("bybit", "place_order",
                                              {"symbol": "BTCUSDT", "qty": 0.1, "side": "BUY"})
 
+A feed that names no exchange connection, when there is none to take (only the paper
+broker, say), polls a public market-data venue: no account, no credentials. The venue is
+the feed's ``venue`` (a ccxt exchange id), else ``$MEMLAB_MARKET_DATA``, else ``binance``
+(:func:`memlab.config.market_data_venue`); ``ConnectionManager(market_data={...})`` gives
+its ccxt settings (``urls``, ``options``, ``timeout``)::
+
+    await manager.add_broker_connection("paper", balances={"USDT": 10_000})
+    feed = await manager.add_data_feed("crypto_feed", {"symbols": ["BTCUSDT"]})   # binance's public candles
+
+The venue is a connection like the others (``market_data:binance`` in health and
+``connections.json``). ``add_data_feed`` returns at once even when the venue cannot be
+reached: the feed connects in the background — markets, then ``"BTCUSDT"`` →
+``"BTC/USDT"``, then the warm-up — retrying with the manager's :class:`RetryPolicy`
+backoff until the venue answers, and its bars start then. :meth:`close` stops it.
+
 Credentials not passed in come from :class:`~memlab.credentials.CredentialManager`
 (``<NAME>_API_KEY`` / ``_API_SECRET`` in the environment or ``.env``); they go to ccxt
 and nowhere else. Every connection's health (state, latency, errors) is on
-:attr:`ConnectionManager.health` and in ``connections.json`` for the live monitor;
-listeners added with :meth:`ConnectionManager.add_listener` hear ``connection_lost``
-and ``connection_restored``.
+:attr:`ConnectionManager.health` and in ``connections.json`` for the live monitor.
+
+Events go on one :class:`~memlab.events.EventBus`, :attr:`ConnectionManager.events`: the
+health board's ``connection_lost`` / ``connection_restored`` and whatever the trader
+publishes (``fill``, ``drawdown``, the agent's ``adaptation``, ``lesson``, ``error``).
+The manager never formats them: :meth:`ConnectionManager.add_alert_target` subscribes the
+outbound :class:`~memlab.webhooks.AlertSender`, which writes the chat text.
 """
 
 from __future__ import annotations
@@ -30,19 +49,22 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pandas as pd
 
+from memlab.config import market_data_venue
 from memlab.config import memory_path as resolve_memory_path
-from memlab.connectors.brokers import BrokerConnection, ExchangeConnection, PaperConnection
+from memlab.connectors.brokers import ExchangeConnection, PaperConnection
 from memlab.connectors.feeds import PollingFeed, ReplayFeed, WatchFeed
-from memlab.connectors.health import ConnectionHealth, HealthBoard
+from memlab.connectors.health import HealthBoard
 from memlab.connectors.paper_broker import PaperBroker
+from memlab.connectors.protocol import Broker, missing_verbs
 from memlab.connectors.retry import RetryPolicy
+from memlab.costs import DEFAULT_COSTS
 from memlab.credentials import CredentialManager, Secret
 from memlab.errors import ConfigurationError, InvalidInputError
+from memlab.events import EventBus, Listener
 
 log = logging.getLogger(__name__)
 
 Feed = ReplayFeed | PollingFeed | WatchFeed
-Listener = Callable[[str, dict[str, Any]], None]
 
 #: What :meth:`ConnectionManager.execute_on_broker` understands.
 COMMANDS = ("place_order", "cancel_order", "fetch_order", "fetch_open_orders", "fetch_balance",
@@ -82,46 +104,32 @@ def replay_frames(name: str, symbols: list[str], cfg: Mapping[str, Any]) -> dict
     return {s: frames[s].loc[start:end] for s in symbols}
 
 
-def describe_event(event: str, p: Mapping[str, Any]) -> str | None:
-    """One line a person reads in a chat tool; None for events that are not alerts."""
-    if event == "fill":
-        pnl = p.get("pnl")
-        tail = "" if pnl is None else f", P&L {pnl:+,.2f}"
-        return f"{p['side'].upper()} {p['amount']:.6g} {p['symbol']} filled at {p['price']:,.4f}{tail}"
-    if event == "adaptation":
-        return f"adapted ({p.get('trigger')}): {p.get('reason')}"
-    if event == "lesson":
-        return str(p.get("text"))
-    if event == "drawdown":
-        return f"drawdown {p['drawdown']:.1%}: equity {p['equity']:,.2f} against a peak of {p['peak']:,.2f}"
-    if event == "connection_lost":
-        return f"lost connection {p['name']} ({p['venue']}): {p.get('error')}"
-    if event == "connection_restored":
-        return f"connection {p['name']} ({p['venue']}) is back"
-    if event == "error":
-        return f"error in {p.get('source')}: {p.get('message')}"
-    return None
-
-
 class ConnectionManager:
     """Brokers, feeds and webhooks of one process; use as ``async with ConnectionManager() as m``.
 
     ``memory_path`` is where the paper broker keeps its book and where health is written
-    (default: ``$MEM_MEMORY_PATH`` or ``data/mem_knowledge/``).
+    (default: ``$MEM_MEMORY_PATH`` or ``data/mem_knowledge/``). ``events`` is the bus its
+    events go on (a new one if None; pass the agent's to hear both on one). ``market_data``
+    is ccxt settings of the public market-data venue (``urls``, ``options``, ``timeout``,
+    ``rate_limit``; see :meth:`add_data_feed`).
     """
 
     def __init__(self, memory_path: str | os.PathLike[str] | None = None, *,
                  credentials: CredentialManager | None = None, retry: RetryPolicy | None = None,
-                 write_health: bool = True) -> None:
+                 write_health: bool = True, events: EventBus | None = None,
+                 market_data: Mapping[str, Any] | None = None) -> None:
         self.memory_path = resolve_memory_path(memory_path)
         self._credentials = credentials
         self.retry = retry or RetryPolicy()
-        self.health = HealthBoard(self.memory_path if write_health else None)
-        self.health.add_listener(self._state_changed)
-        self.brokers: dict[str, BrokerConnection] = {}
+        self.events = events if events is not None else EventBus("connections")
+        self.health = HealthBoard(self.memory_path if write_health else None, events=self.events)
+        self.brokers: dict[str, Broker] = {}
+        #: Public market-data venues opened for feeds, by ccxt exchange id.
+        self.market_data: dict[str, ExchangeConnection] = {}
+        self._market_data_options = dict(market_data or {})
         self.feeds: dict[str, Feed] = {}
         self.webhooks: dict[str, Any] = {}
-        self._listeners: list[Listener] = []
+        self._stop_alerts: Callable[[], None] | None = None
         #: Where webhook alerts go: the running trader's ``handle_alert`` (set by the trader).
         self.signal_handler: Callable[[Any], Awaitable[dict[str, Any]]] | None = None
         self.alert_sender: Any = None
@@ -142,29 +150,19 @@ class ConnectionManager:
         return self._credentials
 
     # -- events ----------------------------------------------------------------------
-    def add_listener(self, listener: Listener) -> None:
-        """``listener(event, payload)`` for ``connection_lost`` / ``connection_restored`` (and
-        whatever the trader and webhooks publish through :meth:`publish`)."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """``listener(event, payload)`` for ``connection_lost`` / ``connection_restored`` and
+        whatever the trader and webhooks publish; returns a function that removes it (an
+        alias of ``manager.events.subscribe``)."""
+        return self.events.subscribe(listener)
 
-    def publish(self, event: str, payload: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event, payload)
-            except Exception:
-                log.exception("listener failed on %s", event)
-
-    def _state_changed(self, health: ConnectionHealth, previous: str) -> None:
-        if health.state == "down":
-            self.publish("connection_lost", {"name": health.name, "kind": health.kind, "venue": health.venue,
-                                             "error": health.last_error, "errors": health.errors})
-        elif health.state == "up" and previous in ("retrying", "down"):
-            self.publish("connection_restored", {"name": health.name, "kind": health.kind, "venue": health.venue,
-                                                 "previous": previous})
+    def publish(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Put an event on :attr:`events`; a failing listener is logged, never raised here."""
+        self.events.publish(event, payload)
 
     # -- brokers ---------------------------------------------------------------------
     async def add_broker_connection(self, name: str, api_key: Secret | str | None = None,
-                                    api_secret: Secret | str | None = None, **options: Any) -> BrokerConnection:
+                                    api_secret: Secret | str | None = None, **options: Any) -> Broker:
         """Connect a broker and load its markets.
 
         ``name`` is a ccxt exchange id (``binance``, ``bybit``, ``alpaca``...) or ``paper``;
@@ -179,13 +177,13 @@ class ConnectionManager:
         if name in self.brokers:
             raise InvalidInputError(f"a broker connection named {name!r} exists already")
         venue = str(options.pop("exchange", name)).lower()
-        connection: BrokerConnection
+        connection: Broker
         if venue == "paper":
             unknown = set(options) - _PAPER_OPTIONS
             if unknown:
                 raise InvalidInputError(f"unknown paper broker options {sorted(unknown)}; known: {sorted(_PAPER_OPTIONS)}")
             broker = PaperBroker(Path(options.get("root") or self.memory_path), balances=options.get("balances"),
-                                 fees=options.get("fees", 0.001), slippage=options.get("slippage", 0.0),
+                                 fees=options.get("fees", DEFAULT_COSTS.fees), slippage=options.get("slippage", DEFAULT_COSTS.slippage),
                                  flush_interval=options.get("flush_interval", 1.0))
             for symbol in options.get("markets") or ():
                 broker.add_market(symbol)
@@ -193,6 +191,22 @@ class ConnectionManager:
         else:
             connection = ExchangeConnection(name, self._exchange(name, venue, api_key, api_secret, options),
                                             self.health, options.pop("retry", None) or self.retry)
+        return await self._connect(name, connection)
+
+    async def attach_broker(self, name: str, broker: Broker) -> Broker:
+        """Add a broker connection you built: any object with the
+        :class:`~memlab.connectors.protocol.Broker` protocol's verbs (a venue ccxt does not
+        cover is one such class). It is connected, then routed to like any other."""
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"a connection name is non-empty text, got {name!r}")
+        if name in self.brokers:
+            raise InvalidInputError(f"a broker connection named {name!r} exists already")
+        missing = missing_verbs(broker)
+        if missing:
+            raise InvalidInputError(f"broker {name!r} ({type(broker).__name__}) lacks the Broker verbs {missing}")
+        return await self._connect(name, broker)
+
+    async def _connect(self, name: str, connection: Broker) -> Broker:
         self.brokers[name] = connection
         try:
             await connection.connect()
@@ -203,7 +217,7 @@ class ConnectionManager:
         return connection
 
     def _exchange(self, name: str, venue: str, api_key: Secret | str | None, api_secret: Secret | str | None,
-                  options: dict[str, Any]) -> Any:
+                  options: dict[str, Any], *, public: bool = False) -> Any:
         cls = getattr(ccxt_async, venue, None)
         if cls is None or venue not in ccxt.exchanges:
             close = difflib.get_close_matches(venue, ccxt.exchanges, n=3)
@@ -211,7 +225,9 @@ class ConnectionManager:
             raise ConfigurationError(f"{venue!r} is not a ccxt exchange id{hint}")
         sandbox = bool(options.pop("sandbox", False))
         config: dict[str, Any] = {"enableRateLimit": bool(options.pop("rate_limit", True))}
-        if api_key is None and self.credentials.has_credentials(name):
+        if public:
+            pass  # market data only: no account, never anyone's keys
+        elif api_key is None and self.credentials.has_credentials(name):
             config.update(self.credentials.get_broker_credentials(name).ccxt_config())
         elif api_key is not None:
             config["apiKey"] = _reveal(api_key)
@@ -240,7 +256,7 @@ class ConnectionManager:
         exchange.memlab_overrides = {"urls": urls or {}, "options": config.get("options", {}), "sandbox": sandbox}
         return exchange
 
-    def broker(self, name: str) -> BrokerConnection:
+    def broker(self, name: str) -> Broker:
         try:
             return self.brokers[name]
         except KeyError:
@@ -284,7 +300,7 @@ class ConnectionManager:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise InvalidInputError(f"unknown broker command {command!r}{hint}; known: {', '.join(COMMANDS)}")
 
-    async def _place_order(self, connection: BrokerConnection, p: dict[str, Any]) -> dict[str, Any]:
+    async def _place_order(self, connection: Broker, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("symbol"):
             raise InvalidInputError("place_order needs 'symbol'")
         side = str(p.get("side", "")).lower()
@@ -309,22 +325,12 @@ class ConnectionManager:
         extra: dict[str, Any] = dict(p.get("params") or {})
         if p.get("client_order_id"):
             extra["clientOrderId"] = str(p["client_order_id"])
-        if connection.simulated:
-            if cost is not None:
-                extra["cost"] = float(cost)
-            for key, ccxt_key in (("stop_loss", "stopLoss"), ("take_profit", "takeProfit")):
-                if p.get(key) is not None:
-                    extra[ccxt_key] = float(p[key])
-            amount = None if cost is not None else qty
-        else:
-            if cost is not None:
-                extra["cost"] = float(cost)
-                amount = None
-            else:
-                amount = qty
-            for key, ccxt_key in (("stop_loss", "stopLoss"), ("take_profit", "takeProfit")):
-                if p.get(key) is not None:
-                    extra[ccxt_key] = {"triggerPrice": float(p[key])}
+        if cost is not None:
+            extra["cost"] = float(cost)
+        for key, ccxt_key in (("stop_loss", "stopLoss"), ("take_profit", "takeProfit")):
+            if p.get(key) is not None:
+                extra[ccxt_key] = float(p[key])  # a trigger price; each connection puts it in its venue's form
+        amount = None if cost is not None else qty
         return await connection.create_order(symbol, type_, side, amount, None if price is None else float(price), extra)
 
     # -- feeds -------------------------------------------------------------------------
@@ -336,7 +342,18 @@ class ConnectionManager:
         ``synthetic`` (``{'n': bars, 'seed': 1, 'freq': '1min'}``); ``speed`` paces it.
         Exchange feeds: ``broker`` (a connected broker's name; default the only
         exchange connection), ``interval`` (poll seconds), ``warmup`` (bars of history).
+        Without ``broker`` and with no exchange connection to take (or with ``venue``),
+        the feed polls a public market-data venue: ``venue`` (a ccxt exchange id), else
+        ``$MEMLAB_MARKET_DATA``, else ``binance``; it is returned at once and connects in
+        the background, retrying until the venue answers (see the module docstring).
         Symbols of a replay are listed on the paper broker, if one is connected.
+
+        Raises:
+            InvalidInputError: a missing or unknown option, a taken name, an unknown broker.
+            ConfigurationError: ``venue`` / ``$MEMLAB_MARKET_DATA`` is not a ccxt exchange id,
+                or has no candles.
+            ccxt.BadSymbol: a broker's venue does not list a symbol (a public venue's
+                answer comes later: iterating the feed raises it).
         """
         if name in self.feeds:
             raise InvalidInputError(f"a feed named {name!r} exists already")
@@ -354,12 +371,10 @@ class ConnectionManager:
             frames = replay_frames(name, list(symbols), cfg)
             feed = ReplayFeed(name, frames, speed=cfg.pop("speed", None), warmup=int(cfg.pop("warmup", 0)),
                               health=self.health)
-            for connection in self.brokers.values():
-                if isinstance(connection, PaperConnection):
-                    for symbol in frames:
-                        connection.broker.add_market(symbol)
+            for connection in self.brokers.values():  # a simulated venue lists what it is fed
+                connection.add_markets(list(frames))
         elif source in ("poll", "watch"):
-            connection = self._exchange_for_feed(name, cfg.pop("broker", None))
+            connection = self._exchange_for_feed(name, cfg.pop("broker", None), cfg.pop("venue", None))
             warmup = int(cfg.pop("warmup", 500))
             if source == "watch":
                 feed = WatchFeed(name, connection, list(symbols), timeframe, warmup=warmup, health=self.health,
@@ -367,24 +382,49 @@ class ConnectionManager:
             else:
                 feed = PollingFeed(name, connection, list(symbols), timeframe, interval=cfg.pop("interval", None),
                                    warmup=warmup, health=self.health)
-            await feed.start()
         else:
             raise InvalidInputError(f"feed 'source' is replay, poll or watch, got {source!r}")
         leftover = set(cfg) - {"data", "path", "sample", "synthetic", "start", "end", "interval", "speed"}
         if leftover:
             raise InvalidInputError(f"feed {name!r}: unknown options {sorted(leftover)}")
+        if isinstance(feed, PollingFeed):
+            if feed.connection in self.market_data.values():
+                feed.start_connecting()  # a public venue may be unreachable now: the feed waits for it
+            else:
+                await feed.start()
         self.feeds[name] = feed
         return feed
 
-    def _exchange_for_feed(self, name: str, broker: str | None) -> ExchangeConnection:
-        exchanges = {n: c for n, c in self.brokers.items() if isinstance(c, ExchangeConnection)}
+    def _exchange_for_feed(self, name: str, broker: str | None, venue: str | None) -> ExchangeConnection:
+        if broker is not None and venue is not None:
+            raise InvalidInputError(f"feed {name!r}: give 'broker' (a connection) or 'venue' (public market data), not both")
+        exchanges = {n: c for n, c in self.brokers.items() if c.has.get("fetchOHLCV")}  # candles to poll
         if broker is None:
-            if len(exchanges) != 1:
-                raise InvalidInputError(f"feed {name!r}: say which exchange with 'broker' (connected: {', '.join(exchanges) or 'none'})")
-            return next(iter(exchanges.values()))
+            if venue is not None or not exchanges:
+                return self._market_data_connection(venue)
+            if len(exchanges) > 1:
+                raise InvalidInputError(f"feed {name!r}: say which exchange with 'broker' (connected: {', '.join(exchanges)}),"
+                                        " or 'venue' for a public market-data venue")
+            return next(iter(exchanges.values()))  # type: ignore[return-value]
         connection = self.broker(broker)
-        if not isinstance(connection, ExchangeConnection):
-            raise InvalidInputError(f"feed {name!r}: {broker!r} is not an exchange connection")
+        if not connection.has.get("fetchOHLCV"):
+            raise InvalidInputError(f"feed {name!r}: {broker!r} has no candles to poll (fetchOHLCV)")
+        return connection  # type: ignore[return-value]
+
+    def _market_data_connection(self, venue: str | None) -> ExchangeConnection:
+        """The public venue's connection (one per venue, shared by its feeds): ccxt without
+        credentials, in health as ``market_data:<venue>``; its markets load with the first feed."""
+        venue_id = market_data_venue(venue)
+        connection = self.market_data.get(venue_id)
+        if connection is None:
+            name = f"market_data:{venue_id}"
+            exchange = self._exchange(name, venue_id, None, None, dict(self._market_data_options), public=True)
+            if not exchange.has.get("fetchOHLCV"):
+                raise ConfigurationError(f"{venue_id} has no candles (fetchOHLCV) in ccxt; choose another venue "
+                                         "with the feed's 'venue' or MEMLAB_MARKET_DATA")
+            connection = ExchangeConnection(name, exchange, self.health, self.retry)
+            self.health.register(name, "market_data", venue_id)
+            self.market_data[venue_id] = connection
         return connection
 
     @staticmethod
@@ -454,13 +494,8 @@ class ConnectionManager:
             self.alert_sender.targets.extend(AlertTarget(t) for t in targets)
             return self.alert_sender
         self.alert_sender = AlertSender(list(targets), log_dir=self.memory_path, **options)
-        self.add_listener(self._alert)
+        self._stop_alerts = self.events.subscribe(self.alert_sender.on_event)
         return self.alert_sender
-
-    def _alert(self, event: str, payload: dict[str, Any]) -> None:
-        text = describe_event(event, payload)
-        if text is not None:
-            self.alert_sender.send("info" if event == "connection_restored" else event, text, payload)
 
     # -- lifecycle ---------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
@@ -476,16 +511,22 @@ class ConnectionManager:
             self.health.closed(server.config.name)
         self.webhooks.clear()
         self.signal_handler = None
-        for connection in list(self.brokers.values()):
+        for name, feed in list(self.feeds.items()):
+            if isinstance(feed, PollingFeed):
+                await feed.close()  # stops a feed still connecting, before its venue closes
+            self.health.closed(name)
+        self.feeds.clear()
+        for connection in [*self.brokers.values(), *self.market_data.values()]:
             try:
                 await connection.close()
             except Exception:
                 log.exception("closing %r failed", connection)
         self.brokers.clear()
-        for name in list(self.feeds):
-            self.health.closed(name)
-        self.feeds.clear()
+        self.market_data.clear()
         self.health.flush()
+        if self._stop_alerts is not None:
+            self._stop_alerts()
+            self._stop_alerts = None
         if self.alert_sender is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.alert_sender.close)
             self.alert_sender = None

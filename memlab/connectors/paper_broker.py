@@ -28,12 +28,13 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ccxt
 
+from memlab.costs import DEFAULT_COSTS
+from memlab.data.bars import Bar
 from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
 
 PAPER_DB = "paper_broker.sqlite"
@@ -68,17 +69,6 @@ RESERVED_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class Bar:
-    """One bar of a symbol (time in epoch seconds, UTC)."""
-
-    time: float
-    open: float
-    high: float
-    low: float
-    close: float
-
-
 class PaperBroker:
     """A simulated spot exchange with ccxt's verbs; state survives restarts.
 
@@ -95,7 +85,8 @@ class PaperBroker:
     """
 
     def __init__(self, root: Path, *, balances: Mapping[str, float] | None = None,
-                 fees: float = 0.001, slippage: float = 0.0, flush_interval: float = 1.0) -> None:
+                 fees: float = DEFAULT_COSTS.fees, slippage: float = DEFAULT_COSTS.slippage,
+                 flush_interval: float = 1.0) -> None:
         if not 0 <= fees < 1 or not 0 <= slippage < 1:
             raise ccxt.InvalidOrder("paper broker: fees and slippage are fractions in [0, 1)")
         self.fees, self.slippage = float(fees), float(slippage)
@@ -464,3 +455,79 @@ class PaperBroker:
                 )
         return {"id": fill_id, "order_id": str(oid), "symbol": symbol, "side": side, "price": price, "amount": qty, "fee": fee,
                 "pnl": pnl, "time": bar.time}
+
+
+class PaperBookReader:
+    """The paper broker's book read from another process (the live monitor, the equity
+    log's restart): each call opens ``paper_broker.sqlite`` read-only, reads, closes, so it
+    never blocks the trader. Times are the bars' (market time, UTC).
+
+    A missing book raises :class:`FileNotFoundError`; a damaged one
+    :class:`~memlab.memory.errors.CorruptMemoryError`. Neither ever creates or changes it.
+
+    >>> import tempfile
+    >>> broker = PaperBroker(Path(tempfile.mkdtemp()), balances={"USDT": 1_000})
+    >>> PaperBookReader(broker.path.parent).balances()
+    {'USDT': 1000.0}
+    """
+
+    name = "paper broker book"
+    # Frames are typed Any: pandas is imported on the first read, so the broker needs none.
+
+    def __init__(self, root: str | Path, *, timeout: float = 10.0) -> None:
+        self.path = Path(root) / PAPER_DB
+        self.timeout = timeout
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        from memlab.memory.durable import read_store_db
+
+        with read_store_db(self.path, timeout=self.timeout, name=self.name) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def positions(self) -> Any:
+        """Open long positions as a DataFrame: ``symbol``, ``entry_price`` (average, fees in),
+        ``quantity``, ``mark_price`` (last close, else the entry), ``realized_pnl``, ``unrealized_pnl``."""
+        import pandas as pd
+
+        rows = self._rows(
+            "SELECT p.symbol, p.avg_price, p.amount, COALESCE(pr.close, p.avg_price), p.realized_pnl "
+            "FROM positions p LEFT JOIN prices pr ON pr.symbol = p.symbol WHERE p.amount > 1e-12 ORDER BY p.symbol")
+        frame = pd.DataFrame(rows, columns=["symbol", "entry_price", "quantity", "mark_price", "realized_pnl"])
+        frame["unrealized_pnl"] = (frame["mark_price"] - frame["entry_price"]) * frame["quantity"]
+        return frame
+
+    def orders(self, limit: int = 200) -> Any:
+        """The newest ``limit`` orders (open, closed, canceled), newest first: ``id``, ``time``,
+        ``symbol``, ``type``, ``side``, ``amount``, ``price``, ``status``, ``filled``, ``average``, ``fee``."""
+        rows = self._rows("SELECT id, created_at, symbol, type, side, amount, price, status, filled, average, fee "
+                          "FROM orders ORDER BY id DESC LIMIT ?", (int(limit),))
+        return _book_frame(rows, ["id", "time", "symbol", "type", "side", "amount", "price", "status", "filled",
+                                  "average", "fee"])
+
+    def fills(self, *, after_id: int = 0) -> Any:
+        """Fills with id > ``after_id``, oldest first: ``id``, ``time``, ``symbol``, ``side``,
+        ``price``, ``amount``, ``fee``, ``pnl`` (realised, on sells). Pass the last id read to
+        read only what is new."""
+        rows = self._rows("SELECT f.id, f.bar_time, o.symbol, o.side, f.price, f.amount, f.fee, f.pnl "
+                          "FROM fills f JOIN orders o ON o.id = f.order_id WHERE f.id > ? ORDER BY f.id",
+                          (int(after_id),))
+        return _book_frame(rows, ["id", "time", "symbol", "side", "price", "amount", "fee", "pnl"])
+
+    def balances(self) -> dict[str, float]:
+        """Each asset's total balance (free and held by open orders)."""
+        return {a: float(t) for a, t in self._rows("SELECT asset, total FROM balances ORDER BY asset")}
+
+    def first_fill_time(self, after: float, before: float) -> float | None:
+        """The bar time (epoch seconds) of the first fill strictly between ``after`` and
+        ``before``; None when there is none."""
+        [(first,)] = self._rows("SELECT min(bar_time) FROM fills WHERE bar_time > ? AND bar_time < ?",
+                                (float(after), float(before)))
+        return None if first is None else float(first)
+
+
+def _book_frame(rows: list[tuple[Any, ...]], columns: list[str]) -> Any:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["time"] = pd.to_datetime(pd.Series(frame["time"], dtype="float64"), unit="s", utc=True)
+    return frame

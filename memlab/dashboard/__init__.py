@@ -1,8 +1,8 @@
-"""The live monitor: read-only snapshots of the trader's stores, shown as an ipywidgets app in Voilà.
+"""The live monitor: read-only snapshots of the trader's stores, shown as an ipywidgets app in Voilà::
 
->>> from memlab.dashboard import read_snapshot, build_app   # doctest: +SKIP
->>> snap = read_snapshot("data/mem_knowledge")              # positions, orders, decisions, memory...
->>> build_app("data/mem_knowledge")                         # the widget (in a notebook)
+    from memlab.dashboard import read_snapshot, build_app
+    snap = read_snapshot("data/mem_knowledge")              # positions, orders, decisions, memory...
+    build_app("data/mem_knowledge")                         # the widget (in a notebook)
 """
 
 from memlab.dashboard.snapshot import Snapshot, read_snapshot

@@ -53,10 +53,10 @@ def _set(widget: W.HTML, value: str) -> None:
 
 
 class MonitorApp:
-    """The live monitor for one memory folder.
+    """The live monitor for one memory folder::
 
-    >>> app = MonitorApp("data/mem_knowledge", view="trades")   # doctest: +SKIP
-    >>> app.widget          # display it; app.start() refreshes it every `interval` seconds
+        app = MonitorApp("data/mem_knowledge", view="trades")
+        app.widget          # display it; app.start() refreshes it every `interval` seconds
     """
 
     def __init__(self, memory_path: str | os.PathLike[str] | None = None, *, view: str = "dashboard",

@@ -1,7 +1,12 @@
-"""Read-only snapshot of every store the trader writes, opened so the monitor never blocks it.
+"""Read-only snapshot of every store the trader writes, through each store's own read API.
 
-SQLite files are opened with ``file:...?mode=ro`` URIs (WAL readers never block the
-writer); a source that does not exist yet is reported as missing, never invented.
+Each store owns its file and its SQL and offers a reader (:class:`~memlab.connectors.paper_broker.PaperBookReader`,
+:class:`~memlab.memory.decisions.DecisionReader`, :class:`~memlab.memory.archival.ArchivalReader`,
+:class:`~memlab.webhooks.inbound.WebhookLogReader`, :func:`~memlab.memory.core_memory.read_core_memory`,
+:func:`~memlab.trader.equity.read_equity`); this module only names their columns for display.
+Readers open SQLite files read-only (WAL readers never block the writer); a source that does
+not exist yet is reported as missing (None), never invented, and a damaged one is named in
+:attr:`Snapshot.errors` while the others are still shown.
 Times are market times (the bar's) wherever the store has them: fills, orders, decisions
 and the equity log; the journal, webhook requests and connection health are wall-clock
 events and say so where they are shown.
@@ -11,80 +16,54 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from memlab.config import memory_path as _memory_path
 from memlab.connectors.health import read_health
+from memlab.connectors.paper_broker import PAPER_DB, PaperBookReader
+from memlab.memory.archival import ArchivalReader
+from memlab.memory.core_memory import read_core_memory as _read_blocks
+from memlab.memory.decisions import DECISIONS_FILE, DecisionReader
+from memlab.memory.errors import EncryptionKeyError
 from memlab.trader.equity import EQUITY_DB, read_equity
 from memlab.trader.status import read_status
+from memlab.webhooks.inbound import WebhookLogReader
 
-PAPER_DB = "paper_broker.sqlite"
-DECISIONS_DB = "decisions.sqlite"
-ARCHIVAL_DB = "archival.sqlite"
-CORE_MEMORY_FILE = "core_memory.json"
 STALE_AFTER_S = 10.0
+#: How long a read waits for a store's writer before the source is reported unreadable.
+READ_TIMEOUT_S = 1.0
+
+T = TypeVar("T")
 
 
-def _ro(path: Path) -> sqlite3.Connection | None:
-    if not path.exists():
+def _unless_missing(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when its store does not exist yet."""
+    try:
+        return read()
+    except FileNotFoundError:
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
-    conn.execute("PRAGMA query_only=1")
-    return conn
-
-
-def _utc(seconds: Any) -> pd.Series:
-    return pd.to_datetime(pd.Series(seconds, dtype="float64"), unit="s", utc=True)
 
 
 def read_positions(root: Path) -> pd.DataFrame | None:
     """Open positions of the paper broker: symbol, entry price, quantity, mark, unrealised P&L."""
-    conn = _ro(root / PAPER_DB)
-    if conn is None:
-        return None
-    with conn:
-        rows = conn.execute(
-            "SELECT p.symbol, p.avg_price, p.amount, COALESCE(pr.close, p.avg_price), p.realized_pnl "
-            "FROM positions p LEFT JOIN prices pr ON pr.symbol = p.symbol WHERE p.amount > 1e-12 ORDER BY p.symbol"
-        ).fetchall()
-    frame = pd.DataFrame(rows, columns=["symbol", "entry_price", "quantity", "mark_price", "realized_pnl"])
-    frame["unrealized_pnl"] = (frame["mark_price"] - frame["entry_price"]) * frame["quantity"]
-    return frame
+    return _unless_missing(PaperBookReader(root, timeout=READ_TIMEOUT_S).positions)
 
 
 def read_orders(root: Path, *, limit: int = 200) -> pd.DataFrame | None:
-    """The newest ``limit`` orders (open, closed, canceled), newest first, via the rowid index."""
-    conn = _ro(root / PAPER_DB)
-    if conn is None:
-        return None
-    with conn:
-        rows = conn.execute(
-            "SELECT id, created_at, symbol, type, side, amount, price, status, filled, average, fee "
-            "FROM orders ORDER BY id DESC LIMIT ?", (int(limit),)
-        ).fetchall()
-    frame = pd.DataFrame(rows, columns=["id", "time", "symbol", "type", "side", "amount", "price", "status",
-                                        "filled", "average", "fee"])
-    frame["time"] = _utc(frame["time"])
-    return frame
+    """The newest ``limit`` orders (open, closed, canceled), newest first."""
+    return _unless_missing(lambda: PaperBookReader(root, timeout=READ_TIMEOUT_S).orders(limit))
 
 
 def read_webhook_requests(root: Path, *, limit: int = 50) -> pd.DataFrame | None:
     """The newest inbound webhook requests (time, webhook, source, status, reason, alert id)."""
-    conn = _ro(root / "webhooks.sqlite")
-    if conn is None:
-        return None
-    with conn:
-        rows = conn.execute("SELECT received_at, webhook, source, status, reason, alert_id FROM requests "
-                            "ORDER BY seq DESC LIMIT ?", (int(limit),)).fetchall()
-    frame = pd.DataFrame(rows, columns=["time", "webhook", "source", "status", "reason", "alert_id"])
-    frame["time"] = _utc(frame["time"])
-    return frame
+    frame = _unless_missing(lambda: WebhookLogReader(root, timeout=READ_TIMEOUT_S).requests(limit))
+    return None if frame is None else frame.rename(columns={"received_at": "time"})
 
 
 def read_deliveries(root: Path) -> dict[str, Any] | None:
@@ -101,74 +80,37 @@ def read_deliveries(root: Path) -> dict[str, Any] | None:
 def read_fills(root: Path, *, after_id: int = 0) -> pd.DataFrame | None:
     """Fills with id > ``after_id``, oldest first: time, price, amount, fee, realised P&L
     (sells). A refresh passes the last id it has, so it reads only what is new."""
-    conn = _ro(root / PAPER_DB)
-    if conn is None:
-        return None
-    with conn:
-        rows = conn.execute("SELECT f.id, f.bar_time, o.symbol, o.side, f.price, f.amount, f.fee, f.pnl "
-                            "FROM fills f JOIN orders o ON o.id = f.order_id WHERE f.id > ? ORDER BY f.id",
-                            (int(after_id),)).fetchall()
-    frame = pd.DataFrame(rows, columns=["id", "time", "symbol", "side", "price", "amount", "fee", "pnl"])
-    frame["time"] = _utc(frame["time"])
-    return frame
+    return _unless_missing(lambda: PaperBookReader(root, timeout=READ_TIMEOUT_S).fills(after_id=after_id))
 
 
 def read_balances(root: Path) -> dict[str, float] | None:
-    conn = _ro(root / PAPER_DB)
-    if conn is None:
-        return None
-    with conn:
-        return {a: float(t) for a, t in conn.execute("SELECT asset, total FROM balances ORDER BY asset")}
+    return _unless_missing(PaperBookReader(root, timeout=READ_TIMEOUT_S).balances)
 
 
 def read_decisions(root: Path, *, limit: int = 50) -> pd.DataFrame | None:
     """The newest ``limit`` agent decisions, newest first: action, confidence, reason, evidence."""
-    conn = _ro(root / DECISIONS_DB)
-    if conn is None:
-        return None
-    with conn:
-        rows = conn.execute(
-            "SELECT d.id, d.decided_at, d.symbol, d.strategy, d.action, d.confidence, d.price, d.reason, d.meta, "
-            "o.pnl FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id ORDER BY d.id DESC LIMIT ?",
-            (int(limit),),
-        ).fetchall()
-    frame = pd.DataFrame(rows, columns=["id", "time", "symbol", "strategy", "action", "confidence", "price",
-                                        "reason", "evidence", "pnl"])
-    frame["time"] = _utc(frame["time"])
-    return frame
+    frame = _unless_missing(lambda: DecisionReader(root, timeout=READ_TIMEOUT_S).recent(limit))
+    return None if frame is None else frame.rename(columns={"decided_at": "time", "meta": "evidence"})
 
 
 def read_core_memory(root: Path) -> dict[str, str] | None:
-    """Core memory blocks (label → text) from ``core_memory.json``; None when absent or encrypted."""
-    path = root / CORE_MEMORY_FILE
-    if not path.exists():
-        return None
+    """Core memory blocks (label → text); None when absent or encrypted."""
     try:
-        doc = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
+        blocks = _read_blocks(root)
+    except (FileNotFoundError, EncryptionKeyError):
         return None
-    blocks = doc.get("blocks", doc) if isinstance(doc, dict) else {}
-    out: dict[str, str] = {}
-    for label, value in blocks.items():
-        out[str(label)] = str(value.get("value", value)) if isinstance(value, dict) else str(value)
-    return out
+    return {label: block.value for label, block in blocks.items()}
 
 
 def search_archival(root: Path, query: str, *, limit: int = 10) -> pd.DataFrame | None:
-    """Full-text search of archival memory (lessons), read-only."""
-    conn = _ro(root / ARCHIVAL_DB)
-    if conn is None:
-        return None
-    with conn:
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(passages)")]
-        text_col = "text" if "text" in cols else cols[1]
-        if query.strip():
-            terms = " ".join('"' + t.replace('"', "") + '"' for t in query.split())
-            rows = conn.execute(f"SELECT p.rowid, p.{text_col} FROM passages_fts f JOIN passages p ON p.rowid = f.rowid "
-                                "WHERE passages_fts MATCH ? ORDER BY p.rowid DESC LIMIT ?", (terms, limit)).fetchall()
-        else:
-            rows = conn.execute(f"SELECT rowid, {text_col} FROM passages ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-    return pd.DataFrame(rows, columns=["id", "text"])
+    """Archival memory (lessons), newest first: the newest ``limit``, or those containing
+    every word of ``query``."""
+    reader = ArchivalReader(root, timeout=READ_TIMEOUT_S)
+    if query.strip():
+        found = _unless_missing(lambda: reader.search(query, limit=limit, order="recent"))
+    else:
+        found = _unless_missing(lambda: reader.recent(limit).iloc[::-1])
+    return None if found is None else found.reset_index()[["id", "text"]]
 
 
 @dataclass
@@ -204,7 +146,7 @@ class Snapshot:
 
 def _last_write(root: Path) -> pd.Timestamp | None:
     newest = 0.0
-    for name in (PAPER_DB, PAPER_DB + "-wal", DECISIONS_DB, DECISIONS_DB + "-wal", EQUITY_DB, EQUITY_DB + "-wal",
+    for name in (PAPER_DB, PAPER_DB + "-wal", DECISIONS_FILE, DECISIONS_FILE + "-wal", EQUITY_DB, EQUITY_DB + "-wal",
                  "core_memory_updates.txt", "parameter_updates.json", "trader_status.json", "connections.json"):
         try:
             newest = max(newest, os.stat(root / name).st_mtime)
@@ -232,11 +174,11 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
     params = None
     if (root / "core_memory_updates.txt").exists() or (root / "parameter_updates.json").exists():
         from memlab.memory.crypto import MemoryCipher
-        from memlab.memory.journal import CoreMemoryJournal
+        from memlab.memory.journal import MemoryJournal
         from memlab.memory.parameters import ParameterStore
 
         cipher = safe("encryption key", MemoryCipher.from_env)
-        entries = safe("journal", lambda: CoreMemoryJournal(root, cipher=cipher).tail(journal)) or []
+        entries = safe("journal", lambda: MemoryJournal(root, cipher=cipher).tail(journal)) or []
         lines = [str(e) for e in entries]
         if (root / "parameter_updates.json").exists():
             params = safe("parameters", lambda: ParameterStore(root, cipher=cipher).history())

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from memlab.costs import DEFAULT_COSTS
 from memlab.errors import InvalidInputError, MemlabError
 
 if TYPE_CHECKING:
@@ -99,8 +100,8 @@ class EvaluationConfig:
     min_train_bars: int = 200
     min_test_bars: int = 50
     metric: str = "sharpe"
-    fees: float = 0.0005
-    slippage: float = 0.0
+    fees: float = DEFAULT_COSTS.fees
+    slippage: float = DEFAULT_COSTS.slippage
     seed: int = 0
     synthetic_bars: int = SYNTHETIC_BARS
     draws: int = 2000

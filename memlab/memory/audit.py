@@ -50,6 +50,7 @@ from memlab.memory.durable import (
     file_lock,
     fsync_dir,
     lock_path_for,
+    open_store_readonly,
     set_aside_torn_tail,
 )
 from memlab.memory.errors import (
@@ -92,33 +93,15 @@ def head_path_for(root: Path) -> Path:
     return real.parent / f".{real.name}.audit-head"
 
 
-def open_sqlite_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a SQLite store, also in a folder nobody may write.
-
-    ``mode=ro`` still needs to create the WAL index (``-shm``) beside the file; where the
-    folder is read-only it cannot, and nobody can be writing, so the file is opened as
-    immutable instead.
-    """
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        if os.access(Path(path).parent, os.W_OK) or not any(
-            word in str(exc) for word in ("readonly", "unable to open")
-        ):
-            raise
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-
-
 def _sqlite_rows(path: Path, tables: tuple[str, ...]) -> bool:
     """Whether the SQLite store holds any row in ``tables`` (unreadable counts as yes)."""
     if path.stat().st_size == 0:
         return False
     try:
-        conn = open_sqlite_readonly(path)
-    except sqlite3.Error:
+        conn = open_store_readonly(path, name=path.name)
+    except FileNotFoundError:  # removed since it was listed
+        return False
+    except (sqlite3.Error, CorruptMemoryError):
         return True
     try:
         for table in tables:
@@ -201,11 +184,17 @@ class AuditTrail:
         if stamp is not None and stamp == self._preflight_stamp:
             return
         last = self._last_entry()
-        if last is None:
-            self._check_fresh_start()
-        elif last.get("hash") != self._known_last:
-            self._check_continuity(last)
-            self._known_last = str(last.get("hash"))
+        if last is None or last.get("hash") != self._known_last:
+            # Someone else wrote: check under the writers' lock, since another process appends
+            # a record and then moves the head, and a trail read without it could be older
+            # than the head read a moment later.
+            with self._lock, file_lock(lock_path_for(self.path)):
+                last = self._last_entry()
+                if last is None:
+                    self._check_fresh_start()
+                elif last.get("hash") != self._known_last:
+                    self._check_continuity(last)
+                    self._known_last = str(last.get("hash"))
         self._preflight_stamp = stamp
 
     def _check_fresh_start(self, just_written: str | None = None) -> None:

@@ -11,6 +11,7 @@ detected by ``memlab memory verify``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -28,7 +29,7 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail
-from memlab.memory.durable import ensure_private_dir, open_store_db, relax_sqlite
+from memlab.memory.durable import ensure_private_dir, open_store_db, read_store_db, relax_sqlite
 from memlab.memory.errors import CorruptMemoryError
 from memlab.memory.similarity import FeatureIndex
 
@@ -111,25 +112,6 @@ def _timestamp(value: datetime | str | pd.Timestamp | None) -> float:
 IN_SAMPLE = "in-sample"
 OUT_OF_SAMPLE = "out-of-sample"
 IN_SAMPLE_SQL = "coalesce(json_extract(d.meta, '$.sample') = 'in-sample', 0)"
-
-
-def read_closed_outcomes(path: Path, *, include_in_sample: bool = True) -> pd.DataFrame:
-    """Every closed decision's ``strategy``, ``action``, ``closed_at`` (epoch seconds) and
-    ``won``, read through its own read-only connection (a WAL reader never blocks the
-    writer): what the agent's priors are counted from."""
-    columns = ["strategy", "action", "closed_at", "won"]
-    if not path.exists():
-        return pd.DataFrame(columns=columns)
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-    try:
-        rows = conn.execute(
-            "SELECT d.strategy, d.action, o.closed_at, o.pnl > 0 FROM decisions d "
-            "JOIN outcomes o ON o.decision_id = d.id"
-            + ("" if include_in_sample else f" WHERE NOT {IN_SAMPLE_SQL}")
-        ).fetchall()
-    finally:
-        conn.close()
-    return pd.DataFrame(rows, columns=columns)
 
 
 def _as_of_seconds(value: datetime | str | pd.Timestamp | float | int) -> float:
@@ -765,6 +747,13 @@ class DecisionStore:
         frame["win_rate"] = frame["wins"] / frame["n"]
         return frame.set_index(["strategy", "action"])[["n", "wins", "win_rate", "mean_return_pct"]]
 
+    def win_rate_history(self, *, include_in_sample: bool = True) -> WinRateHistory:
+        """Every closed decision's strategy, action, closing time and win, ready to count the
+        win rate known at any time (what the agent's priors use; :meth:`win_rates` gives the
+        same counts as one table). Read through a separate read-only connection, so it never
+        waits for this store's lock."""
+        return DecisionReader(self.root).win_rate_history(include_in_sample=include_in_sample)
+
     def search(
         self,
         text: str,
@@ -984,3 +973,190 @@ class DecisionStore:
             return True
         seq = self._conn.execute("SELECT max(seq) FROM outcomes").fetchone()[0] or 0
         return seq != self._index_outcome_seq
+
+
+# -- reading from another process ------------------------------------------------------
+class WinRateHistory:
+    """Closed decisions per (strategy, action), sorted by closing time with a running count
+    of wins: the win rate known at any time is a binary search, not a query.
+
+    Counts agree with :meth:`DecisionStore.win_rates` (``as_of`` excludes outcomes closed at
+    or after it). A process that closes outcomes itself counts them in with :meth:`add`.
+
+    >>> h = WinRateHistory.from_outcomes(["m", "m", "m"], ["BUY"] * 3, [1.0, 2.0, 3.0], [True, False, True])
+    >>> h.count("m", "BUY"), h.count("m", "BUY", as_of=3.0), h.count(None, "SELL")
+    ((3, 2), (2, 1), (0, 0))
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str], _Closings] = {}
+
+    @classmethod
+    def from_outcomes(cls, strategies: Sequence[str], actions: Sequence[str], closed_at: Sequence[float],
+                      won: Sequence[bool]) -> WinRateHistory:
+        """From parallel sequences of closed decisions (closing times in epoch seconds)."""
+        history = cls()
+        frame = pd.DataFrame({"strategy": list(strategies), "action": list(actions),
+                              "closed_at": np.asarray(closed_at, dtype=np.float64),
+                              "won": np.asarray(won, dtype=bool)})
+        for (strategy, action), group in frame.groupby(["strategy", "action"], sort=False):
+            history._series[(str(strategy), str(action))] = _Closings(
+                group["closed_at"].to_numpy(np.float64), group["won"].to_numpy(np.int64))
+        return history
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (strategy, action) pairs with a closed decision."""
+        return list(self._series)
+
+    def add(self, strategy: str, action: str, won: bool, closed_at: float = -math.inf) -> None:
+        """Count one newly closed decision, known from ``closed_at`` (epoch seconds) on."""
+        if (strategy, action) not in self._series:
+            self._series[(strategy, action)] = _Closings(np.empty(0), np.empty(0, np.int64))
+        self._series[(strategy, action)].append(float(closed_at), bool(won))
+
+    def count(self, strategy: str | None, action: str | None,
+              as_of: float | None = None) -> tuple[int, int]:
+        """``(closed, won)`` among the pair's outcomes known strictly before ``as_of`` (epoch
+        seconds; None: all). ``strategy`` or ``action`` None counts every one."""
+        if strategy is not None and action is not None:  # the hot path: one pair, one binary search
+            pair = self._series.get((strategy, action))
+            return (0, 0) if pair is None else pair.count(as_of)
+        closed = won = 0
+        for (s, a), series in self._series.items():
+            if (strategy is None or s == strategy) and (action is None or a == action):
+                n, w = series.count(as_of)
+                closed, won = closed + n, won + w
+        return closed, won
+
+
+class _Closings:
+    """One (strategy, action)'s closing times, sorted, with the running count of wins."""
+
+    def __init__(self, times: np.ndarray, won: np.ndarray) -> None:
+        order = np.argsort(times, kind="stable")
+        self.n = len(times)
+        cap = max(64, 2 * self.n)
+        self._times = np.empty(cap)
+        self._wins = np.empty(cap, np.int64)
+        self._times[: self.n] = times[order]
+        self._wins[: self.n] = np.cumsum(won[order].astype(np.int64))
+
+    def append(self, time_: float, won: bool) -> None:
+        if self.n and time_ < self._times[self.n - 1]:  # out of order (rare): rebuild sorted
+            times = np.append(self._times[: self.n], time_)
+            wins = np.diff(self._wins[: self.n], prepend=0)
+            self.__init__(times, np.append(wins, int(won)))  # type: ignore[misc]
+            return
+        if self.n == len(self._times):
+            self._times = np.resize(self._times, 2 * self.n)
+            self._wins = np.resize(self._wins, 2 * self.n)
+        self._times[self.n] = time_
+        self._wins[self.n] = (self._wins[self.n - 1] if self.n else 0) + int(won)
+        self.n += 1
+
+    def count(self, as_of: float | None) -> tuple[int, int]:
+        n = self.n if as_of is None else int(np.searchsorted(self._times[: self.n], as_of, "left"))
+        return n, int(self._wins[n - 1]) if n else 0
+
+
+@dataclass(frozen=True)
+class DecisionChain:
+    """The decision store's two hash chains, recomputed row by row from what is stored.
+
+    ``integrity`` is SQLite's ``quick_check`` (``"ok"``, else what it found, and then
+    nothing else is read); ``decision_heads`` maps each decision id to its stored chain
+    hash and ``outcome_heads`` each outcome's sequence number to its; ``first_break`` says
+    in words where the stored rows first stop matching their hashes (None: nowhere).
+    ``memlab memory verify`` compares the heads with those the audit trail anchored.
+    """
+
+    integrity: str
+    decision_heads: dict[int, bytes] = field(default_factory=dict)
+    outcome_heads: dict[int, bytes] = field(default_factory=dict)
+    first_break: str | None = None
+
+
+class DecisionReader:
+    """The decision store read from another process (the monitor, ``memlab memory verify``,
+    the agent's priors): each call opens ``decisions.sqlite`` read-only, reads, closes.
+
+    A missing store raises :class:`FileNotFoundError`; a damaged one
+    :class:`~memlab.memory.errors.CorruptMemoryError`. Neither ever creates or changes it.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with DecisionStore(root) as store:
+    ...     _ = store.record(Decision("BTCUSDT", "momentum", "BUY", 0.8, reason="breakout", features=[1.0],
+    ...                               outcome=Outcome(pnl=5.0)))
+    >>> DecisionReader(root).recent(5)[["symbol", "action", "pnl"]].values.tolist()
+    [['BTCUSDT', 'BUY', 5.0]]
+    """
+
+    name = "decision store"
+
+    def __init__(self, root: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(root) / DECISIONS_FILE
+        self.timeout = timeout
+
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return read_store_db(self.path, timeout=self.timeout, name=self.name)
+
+    def recent(self, limit: int = 50) -> pd.DataFrame:
+        """The newest ``limit`` decisions, newest first: ``id``, ``decided_at`` (UTC),
+        ``symbol``, ``strategy``, ``action``, ``confidence``, ``price``, ``reason``, ``meta``
+        (the JSON text stored) and ``pnl`` (NaN while open)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.decided_at, d.symbol, d.strategy, d.action, d.confidence, d.price, d.reason, "
+                "d.meta, o.pnl FROM decisions d LEFT JOIN outcomes o ON o.decision_id = d.id "
+                "ORDER BY d.id DESC LIMIT ?", (int(limit),)).fetchall()
+        frame = pd.DataFrame(rows, columns=["id", "decided_at", "symbol", "strategy", "action", "confidence",
+                                            "price", "reason", "meta", "pnl"])
+        frame["decided_at"] = pd.to_datetime(frame["decided_at"].astype("float64"), unit="s", utc=True)
+        frame["pnl"] = frame["pnl"].astype("float64")
+        return frame
+
+    def win_rate_history(self, *, include_in_sample: bool = True) -> WinRateHistory:
+        """Every closed decision, to count win rates point in time (see :class:`WinRateHistory`);
+        empty when the store does not exist yet. ``include_in_sample=False`` leaves out
+        training's in-sample experience."""
+        try:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT d.strategy, d.action, o.closed_at, o.pnl > 0 FROM decisions d "
+                    "JOIN outcomes o ON o.decision_id = d.id"
+                    + ("" if include_in_sample else f" WHERE NOT {IN_SAMPLE_SQL}")
+                ).fetchall()
+        except FileNotFoundError:
+            rows = []
+        strategies, actions, closed_at, won = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return WinRateHistory.from_outcomes(strategies, actions, closed_at, won)
+
+    def chain(self) -> DecisionChain:
+        """Recompute both hash chains from the stored rows (see :class:`DecisionChain`)."""
+        with self._read() as conn:
+            integrity = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if integrity != "ok":
+                return DecisionChain(integrity)
+            heads: dict[int, bytes] = {}
+            prev, expected, first_break = GENESIS, 1, None
+            for row in conn.execute(
+                "SELECT id, decided_at, agent_id, symbol, strategy, action, confidence, price, reason, "
+                "notes, features, key, meta, chain FROM decisions ORDER BY id"
+            ):
+                if row[0] != expected and first_break is None:
+                    first_break = f"decision ids jump from {expected - 1} to {row[0]} (rows removed)"
+                prev = _chain(prev, _decision_payload(row[0], _Row(*row[1:13], outcome=None)))
+                if prev != row[13] and first_break is None:
+                    first_break = f"decision {row[0]} differs from what was recorded (edited)"
+                heads[row[0]] = row[13]
+                expected = row[0] + 1
+            oprev, oheads = GENESIS, {}
+            for seq, did, closed_at, pnl, ret, notes, chain in conn.execute(
+                "SELECT seq, decision_id, closed_at, pnl, return_pct, notes, chain FROM outcomes ORDER BY seq"
+            ):
+                oprev = _chain(oprev, _outcome_payload(seq, did, closed_at, pnl, ret, notes))
+                if oprev != chain and first_break is None:
+                    first_break = f"the outcome of decision {did} differs from what was recorded (edited)"
+                oheads[seq] = chain
+        return DecisionChain(integrity, heads, oheads, first_break)

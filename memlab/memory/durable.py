@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import sqlite3
 import tempfile
@@ -100,6 +101,75 @@ def open_store_db(path: Path, schema: str, *, pragmas: tuple[str, ...] = (),
         conn.close()
         raise
     return conn
+
+
+def open_store_readonly(path: Path, *, timeout: float = 10.0, name: str = "store") -> sqlite3.Connection:
+    """A store's SQLite database at ``path``, opened to read only: the one way readers open it.
+
+    The file is never created and never written (``mode=ro``, ``query_only``); a WAL reader
+    reads a consistent snapshot and never blocks the writer. In a folder nobody may write,
+    where SQLite cannot make the WAL index beside the file (and so nobody can be writing),
+    the file is opened as immutable instead.
+
+    A missing file raises :class:`FileNotFoundError` naming the store (``name``); a file
+    SQLite cannot read raises :class:`~memlab.memory.errors.CorruptMemoryError`.
+    """
+    from memlab.memory.errors import CorruptMemoryError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"no {name} yet", str(path))
+    uri = path.resolve().as_uri()
+    conn = None
+    try:
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            if conn is not None:
+                conn.close()
+            if os.access(path.parent, os.W_OK) or not any(w in str(exc) for w in ("readonly", "unable to open")):
+                raise
+            conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=timeout, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        conn.execute("PRAGMA query_only=1")
+    except sqlite3.OperationalError:
+        if conn is not None:
+            conn.close()
+        raise  # locked, or not ours to open: worth retrying or fixing, not damage
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise CorruptMemoryError(path, f"the {name} is not a readable SQLite database ({exc})") from None
+    return conn
+
+
+@contextlib.contextmanager
+def read_store_db(path: Path, *, timeout: float = 10.0, name: str = "store") -> Iterator[sqlite3.Connection]:
+    """Read a store's SQLite file for the length of a ``with`` block (see :func:`open_store_readonly`).
+
+    Damage found while reading (a malformed page, a table the store should have but the
+    file lacks) raises :class:`~memlab.memory.errors.CorruptMemoryError` naming the store;
+    a file whose writer has created it but not yet its tables raises
+    :class:`FileNotFoundError`, as a missing one does (there is nothing to read yet).
+    """
+    from memlab.memory.errors import CorruptMemoryError
+
+    conn = open_store_readonly(path, timeout=timeout, name=name)
+    try:
+        yield conn
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if not text.startswith(("no such table", "no such column")):
+            raise
+        if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            raise FileNotFoundError(errno.ENOENT, f"no {name} yet (its writer is creating it)", str(path)) from None
+        raise CorruptMemoryError(path, f"the {name} lacks what memlab stores in it ({text}): another program's "
+                                 "file, or one of another memlab version") from None
+    except sqlite3.DatabaseError as exc:
+        raise CorruptMemoryError(path, f"the {name} cannot be read ({exc})") from None
+    finally:
+        conn.close()
 
 
 _group = threading.local()

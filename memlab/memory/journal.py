@@ -164,11 +164,11 @@ def _utc(at: datetime | str | pd.Timestamp | None) -> datetime:
     return ts.to_pydatetime()
 
 
-class CoreMemoryJournal:
+class MemoryJournal:
     """Append-only journal of the agent's core-memory events.
 
     >>> import tempfile
-    >>> journal = CoreMemoryJournal(Path(tempfile.mkdtemp()))
+    >>> journal = MemoryJournal(Path(tempfile.mkdtemp()))
     >>> str(journal.append({"Strategy": "momentum", "Decision": "BUY", "Confidence": 0.85},
     ...                    at="2025-10-16 14:30:15"))
     '[2025-10-16 14:30:15] Strategy: momentum - Decision: BUY - Confidence: 0.85'

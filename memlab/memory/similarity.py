@@ -199,12 +199,6 @@ class FeatureIndex:
             order = np.argsort(all_d, kind="stable")[:k]
             return Neighbours(self._ids.values[all_rows[order]], all_d[order])
 
-    def known_at(self, ids: np.ndarray) -> np.ndarray:
-        """When each of these decisions' outcomes became known (+inf while open)."""
-        with self._lock:
-            rows = np.searchsorted(self._ids.values, ids)
-            return self._known.values[rows].copy()
-
     # -- internals ---------------------------------------------------------------
     def _filter_key(
         self, symbol: str | None, strategy: str | None, action: str | None

@@ -10,7 +10,7 @@ from memlab.memory.audit import AuditTrail
 from memlab.memory.crypto import MemoryCipher
 from memlab.memory.decisions import DecisionStore
 from memlab.memory.durable import ensure_private_dir
-from memlab.memory.journal import CoreMemoryJournal
+from memlab.memory.journal import MemoryJournal
 from memlab.memory.parameters import ParameterStore
 from memlab.memory.strategy_modules import StrategyModuleStore
 
@@ -34,7 +34,7 @@ class MemoryStores:
         self.path: Path = ensure_private_dir(memory_path(path))
         self.cipher = cipher if cipher is not None else MemoryCipher.from_env()
         self.audit = AuditTrail(self.path, cipher=self.cipher)
-        self.journal = CoreMemoryJournal(self.path, cipher=self.cipher, audit=self.audit)
+        self.journal = MemoryJournal(self.path, cipher=self.cipher, audit=self.audit)
         self.parameters = ParameterStore(self.path, cipher=self.cipher, audit=self.audit)
         self.strategies = StrategyModuleStore(self.path, audit=self.audit)
         self.decisions = DecisionStore(self.path, audit=self.audit)

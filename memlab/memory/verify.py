@@ -10,28 +10,17 @@ from __future__ import annotations
 import ast
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memlab.memory.audit import (
-    AUDIT_FILE,
-    AuditTrail,
-    memory_files_with_data,
-    open_sqlite_readonly,
-    sha256_hex,
-)
+from memlab.memory.archival import ARCHIVAL_FILE, ArchivalReader
+from memlab.memory.audit import AUDIT_FILE, AuditTrail, memory_files_with_data, sha256_hex
 from memlab.memory.crypto import MemoryCipher
-from memlab.memory.decisions import (
-    DECISIONS_FILE,
-    GENESIS,
-    _chain,
-    _decision_payload,
-    _outcome_payload,
-    _Row,
-)
-from memlab.memory.errors import MemoryStoreError
-from memlab.memory.journal import CoreMemoryJournal
+from memlab.memory.decisions import DECISIONS_FILE, DecisionReader
+from memlab.memory.errors import CorruptMemoryError, MemoryStoreError
+from memlab.memory.journal import MemoryJournal
 from memlab.memory.parameters import ParameterStore
 from memlab.memory.strategy_modules import STRATEGY_FILE
 
@@ -109,80 +98,32 @@ def _check_whole_file(report: VerifyReport, path: Path, records: list[dict[str, 
         )
 
 
-def _open_store(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> sqlite3.Connection | None:
-    """A read-only connection to an audited SQLite store, or None (with the problem noted)."""
-    if not path.exists():
-        if records:
-            report.problems.append(f"{path.name}: was written by memlab but is missing (deleted)")
-        return None
+def _read_store(report: VerifyReport, path: Path, records: list[dict[str, Any]], read: Callable[[], Any]) -> Any:
+    """What ``read()`` (a store's own reader) returns, or None with the problem noted."""
     try:
-        conn = open_sqlite_readonly(path)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
-        report.problems.append(f"{path.name}: not a readable SQLite database ({exc})")
-        return None
-    return conn
+        return read()
+    except FileNotFoundError:
+        if records:
+            gone = "holds no tables (emptied)" if path.exists() else "is missing (deleted)"
+            report.problems.append(f"{path.name}: was written by memlab but {gone}")
+    except CorruptMemoryError as exc:
+        report.problems.append(f"{path.name}: {exc.detail}")
+    except sqlite3.Error as exc:
+        report.problems.append(f"{path.name}: cannot be read ({exc})")
+    return None
 
 
 def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
-    conn = _open_store(report, path, records)
-    if conn is None:
+    chain = _read_store(report, path, records, DecisionReader(path.parent).chain)
+    if chain is None:
         return
-    try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        report.problems.append(f"{path.name}: SQLite integrity check failed ({exc})")
-        conn.close()
+    if chain.integrity != "ok":
+        report.problems.append(f"{path.name}: SQLite integrity check failed: {chain.integrity}")
         return
-    try:
-        if check != "ok":
-            report.problems.append(f"{path.name}: SQLite integrity check failed: {check}")
-            return
-        heads: dict[int, bytes] = {}
-        prev = GENESIS
-        expected = 1
-        first_bad = None
-        for row in conn.execute(
-            "SELECT id, decided_at, agent_id, symbol, strategy, action, confidence, price, reason, "
-            "notes, features, key, meta, chain FROM decisions ORDER BY id"
-        ):
-            r = _Row(
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                row[8],
-                row[9],
-                row[10],
-                row[11],
-                row[12],
-                None,
-            )
-            if row[0] != expected and first_bad is None:
-                first_bad = f"decision ids jump from {expected - 1} to {row[0]} (rows removed)"
-            prev = _chain(prev, _decision_payload(row[0], r))
-            if prev != row[13] and first_bad is None:
-                first_bad = f"decision {row[0]} differs from what was recorded (edited)"
-            heads[row[0]] = row[13]
-            expected = row[0] + 1
-        last_id = expected - 1
-        oprev = GENESIS
-        oheads: dict[int, bytes] = {}
-        for seq, did, closed_at, pnl, ret, notes, chain in conn.execute(
-            "SELECT seq, decision_id, closed_at, pnl, return_pct, notes, chain FROM outcomes ORDER BY seq"
-        ):
-            oprev = _chain(oprev, _outcome_payload(seq, did, closed_at, pnl, ret, notes))
-            if oprev != chain and first_bad is None:
-                first_bad = f"the outcome of decision {did} differs from what was recorded (edited)"
-            oheads[seq] = chain
-        last_seq = max(oheads, default=0)
-    finally:
-        conn.close()
-    if first_bad:
-        report.problems.append(f"{path.name}: {first_bad}")
+    heads, oheads = chain.decision_heads, chain.outcome_heads
+    last_id, last_seq = max(heads, default=0), max(oheads, default=0)
+    if chain.first_break:
+        report.problems.append(f"{path.name}: {chain.first_break}")
     anchored_id = anchored_seq = 0
     for rec in records:
         if rec.get("op") != "commit":
@@ -207,23 +148,12 @@ def _check_decisions(report: VerifyReport, path: Path, records: list[dict[str, A
         )
 
 
-#: Stores audited row by row (``op="insert"`` records carry the row id and a digest of
-#: the text): file -> (table, id column, text column).
-ROW_AUDITED = {"archival.sqlite": ("passages", "id", "text")}
-
-
 def _check_rows(report: VerifyReport, path: Path, records: list[dict[str, Any]]) -> None:
-    table, id_col, text_col = ROW_AUDITED[path.name]
-    conn = _open_store(report, path, records)
-    if conn is None:
+    """Archival lessons, audited row by row: ``op="insert"`` records carry the row id and a
+    digest of its text."""
+    rows = _read_store(report, path, records, ArchivalReader(path.parent).texts)
+    if rows is None:
         return
-    try:
-        rows = dict(conn.execute(f"SELECT {id_col}, {text_col} FROM {table}").fetchall())
-    except sqlite3.DatabaseError as exc:
-        report.problems.append(f"{path.name}: cannot be read ({exc})")
-        return
-    finally:
-        conn.close()
     audited = set()
     for rec in records:
         if rec.get("op") != "insert":
@@ -295,7 +225,7 @@ def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyRe
         ops = {r.get("op") for r in recs}
         if name == DECISIONS_FILE:
             _check_decisions(report, path, recs)
-        elif name in ROW_AUDITED:
+        elif name == ARCHIVAL_FILE:
             _check_rows(report, path, recs)
         elif "append" in ops:
             _check_appends(report, path, recs)
@@ -304,7 +234,7 @@ def verify_memory(root: Path, *, cipher: MemoryCipher | None = None) -> VerifyRe
         report.checked.append(name)
     # Content checks: each file must also still read as what it is.
     for reader in (
-        lambda: CoreMemoryJournal(root, cipher=cipher).entries(),
+        lambda: MemoryJournal(root, cipher=cipher).entries(),
         lambda: ParameterStore(root, cipher=cipher).document(),
     ):
         try:

@@ -5,7 +5,7 @@
 >>> int(signals["entry"].sum()) > 0
 True
 
-The signal frame's columns are documented in :mod:`memlab.strategies.signals`. To add a
+The signal frame's columns are documented in :mod:`memlab.strategies.signal_frame`. To add a
 strategy, write ``f(ohlcv, **params) -> signal frame`` and :func:`register` it.
 """
 
@@ -26,7 +26,7 @@ from memlab.strategies.library import (
     sma_cross_batch,
 )
 from memlab.strategies.params import default_params, load_params
-from memlab.strategies.signals import SIGNAL_COLUMNS, signal_frame
+from memlab.strategies.signal_frame import SIGNAL_COLUMNS, signal_frame
 
 StrategyFn = Callable[..., pd.DataFrame]
 

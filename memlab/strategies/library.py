@@ -1,7 +1,7 @@
 """The built-in strategies: momentum, SMA crossover, RSI mean reversion, high volatility.
 
 Each is a vectorised function of the OHLCV frame returning the signal frame described
-in :mod:`memlab.strategies.signals`.
+in :mod:`memlab.strategies.signal_frame`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.features import market_features, rsi
-from memlab.strategies.signals import crossed_above, crossed_below, signal_frame
+from memlab.strategies.signal_frame import crossed_above, crossed_below, signal_frame
 
 
 def _window(name: str, value: int) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.config import memory_path as resolve_memory_path
+from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.errors import ConfigurationError, InvalidInputError
 from memlab.strategies import REGISTRY
 
@@ -48,8 +49,8 @@ class TraderConfig:
     broker: str = "paper"
     quote: str | None = None
     balance: float = 10_000.0
-    fees: float = 0.001
-    slippage: float = 0.0
+    fees: float = DEFAULT_COSTS.fees
+    slippage: float = DEFAULT_COSTS.slippage
     sizing: str = "agent"
     min_confidence: float = 0.0
     stop_loss: float | None = None
@@ -79,6 +80,7 @@ class TraderConfig:
                 raise InvalidInputError(f"{name} is a fraction of the entry price in (0, 1), got {value}")
         if not self.sync_interval >= 0:
             raise InvalidInputError(f"sync_interval is seconds >= 0, got {self.sync_interval}")
+        CostModel(fees=self.fees, slippage=self.slippage)  # refuses either outside [0, 1), naming it
         if not self.balance > 0:
             raise InvalidInputError(f"balance must be positive, got {self.balance}")
         if self.mode == "paper" and self.broker != "paper":

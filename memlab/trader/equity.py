@@ -51,6 +51,7 @@ from memlab.memory.durable import (
     ensure_private_dir,
     fsync_path,
     in_group_commit,
+    read_store_db,
     relax_sqlite,
 )
 
@@ -164,20 +165,12 @@ class EquityLog:
 
     def _first_fill(self, after: float, before: float) -> float | None:
         """Time of the paper broker's first fill in (after, before), if any (read-only)."""
-        from memlab.connectors.paper_broker import PAPER_DB
+        from memlab.connectors.paper_broker import PaperBookReader
 
-        book = self.root / PAPER_DB
-        if not book.exists():
-            return None
-        conn = sqlite3.connect(f"file:{book}?mode=ro", uri=True, timeout=5)
         try:
-            row = conn.execute("SELECT min(bar_time) FROM fills WHERE bar_time > ? AND bar_time < ?",
-                               (after, before)).fetchone()
-        except sqlite3.OperationalError:  # no book tables: no fills
+            return PaperBookReader(self.root, timeout=5.0).first_fill_time(after, before)
+        except FileNotFoundError:  # no book (yet): no fills
             return None
-        finally:
-            conn.close()
-        return None if row is None or row[0] is None else float(row[0])
 
     def flush(self, *, sync: bool = True) -> None:
         """Write the buffered rows as one block, at once. ``sync``: fsync it (and any block
@@ -289,28 +282,22 @@ def read_equity(memory_path: str | os.PathLike[str], *, since: float | pd.Timest
     Indexed by market time (UTC, one row per bar, oldest first); columns ``equity``,
     ``cash``, ``position_value``, ``benchmark``, then ``close:SYMBOL`` and ``held:SYMBOL``
     per symbol. ``since`` (a time) reads only rows at or after it, for a monitor that
-    reads what is new. The file is opened read-only, so reading never blocks the trader.
+    reads what is new. The file is opened read-only, so reading never blocks the trader; a
+    damaged log raises :class:`~memlab.memory.errors.CorruptMemoryError`.
     """
     path = Path(memory_path) / EQUITY_DB
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+    if since is None:
+        cutoff = -np.inf
+    else:
+        cutoff = pd.Timestamp(since).timestamp() if isinstance(since, pd.Timestamp) else float(since)
     try:
-        conn.execute("PRAGMA query_only=1")
-        if since is None:
-            cutoff = -np.inf
-        else:
-            cutoff = pd.Timestamp(since).timestamp() if isinstance(since, pd.Timestamp) else float(since)
-        try:
+        with read_store_db(path, timeout=1.0, name="equity log") as conn:
             rows = conn.execute("SELECT symbols, rows, time, close, held, cash, position_value, equity, benchmark "
                                 "FROM blocks WHERE last_time >= ? ORDER BY id", (cutoff,)).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):  # created this instant, schema not yet committed
-                rows = []
-            else:
-                raise
-    finally:
-        conn.close()
+    except FileNotFoundError:
+        if not path.exists():
+            return None
+        rows = []  # created this instant, its tables not yet committed
     frames = []
     for symbols, n, t, c, h, *rest in rows:
         symbols = json.loads(symbols)

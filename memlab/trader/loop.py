@@ -4,12 +4,17 @@ The seed's integration, with the same code path in paper and live mode:
 
 1. a closed bar arrives from the feed; the paper broker fills what it fills;
 2. the strategy's entry/exit signal at that bar (computed vectorised, see
-   :class:`~memlab.trader.signals.SignalBook`) becomes a signal with market features;
-3. the agent scores it (``analyze_signal``: confidence, reason, position size);
-4. an entry is sized (``sizing``) and sent with a deterministic client order id through
-   :meth:`ConnectionManager.execute_on_broker`; an exit sells what is held;
-5. the entry is logged (``log_decision``); when its exit fills, the outcome goes back
-   into memory (``close_position``), where the agent learns and adapts.
+   :class:`~memlab.trader.signal_book.SignalBook`) becomes a signal with market features;
+3. the decision pipeline (:class:`~memlab.trader.pipeline.DecisionPipeline`, shared with
+   webhook alerts) has the agent score it, sizes an entry, places it on the broker with a
+   deterministic client order id (an exit sells what is held), and logs the decision;
+4. when an exit fills, the outcome goes back into memory (``close_position``), where the
+   agent learns and adapts.
+
+The session uses the agent service (:class:`~memlab.agent.MemoryAgent`) and the broker
+(:class:`~memlab.connectors.protocol.Broker`) directly; the seed's JSON gateway
+(:class:`~memlab.agent.gateway.MemGPTConnector`) is an adapter over the same agent for other
+programs.
 
 Durability: the memory and book writes of a bar are one group commit (written at once,
 so a killed process loses nothing; fsynced together at the end of the bar, or of
@@ -36,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import logging
 import signal as signals_module
 import time
@@ -48,22 +52,28 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from memlab.connector import MemGPTConnector
-from memlab.connectors import Bar, ConnectionManager, PaperConnection, ReplayFeed
-from memlab.connectors.brokers import BrokerConnection
+from memlab.connectors import ConnectionManager, ReplayFeed
+from memlab.connectors.protocol import Broker, Order
+from memlab.data.bars import Bar
 from memlab.memory import MemoryStores
 from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
 from memlab.trader.config import TraderConfig
 from memlab.trader.equity import EquityLog
-from memlab.trader.signals import SignalBook
+from memlab.trader.pipeline import (
+    DecisionPipeline,
+    Holdings,
+    Outcome,
+    SizingRule,
+    alert_client_id,
+    bar_client_id,
+)
+from memlab.trader.signal_book import SignalBook
 from memlab.trader.status import Heartbeat
 
 log = logging.getLogger(__name__)
 
 FEED = "trader_feed"
-#: Share of the intended spend a live entry leaves unspent, for the move between signal and fill.
-LIVE_PRICE_BUFFER = 0.002
 
 
 @dataclass
@@ -80,12 +90,6 @@ class _Book:
     open_decision: int | None = None
     pending: dict[str, str] = field(default_factory=dict)  # client id -> side, unfilled orders
     last_close: float = float("nan")
-
-
-def client_order_id(agent_id: str, symbol: str, bar_time: float, side: str) -> str:
-    """Deterministic: the same agent, symbol, bar and side always give the same id."""
-    digest = hashlib.sha1(f"{agent_id}|{symbol}|{bar_time!r}|{side}".encode()).hexdigest()[:24]
-    return f"mt-{side[0]}-{digest}"
 
 
 def strategy_params(config: TraderConfig, symbol: str, stores: MemoryStores) -> dict[str, Any]:
@@ -108,11 +112,13 @@ class UnifiedMemGPTTrader:
     """
 
     def __init__(self, config: TraderConfig | None = None, *, manager: ConnectionManager | None = None,
-                 connector: MemGPTConnector | None = None, llm: Any | None = None) -> None:
+                 llm: Any | None = None) -> None:
         self.config = config or TraderConfig.from_env()
         self.config.check_live()
         self.manager = manager or ConnectionManager(self.config.memory_path)
-        self.mem_connector = connector or MemGPTConnector(self.config.agent_id, self.config.memory_path, llm=llm)
+        self._llm = llm
+        self._agent: Any = None  # the agent service, opened by start()
+        self.pipeline: DecisionPipeline | None = None
         self.books: dict[str, _Book] = {}
         self.latencies: list[float] = []
         self.counts = {"bars": 0, "signals": 0, "orders": 0, "fills": 0, "decisions": 0, "skipped": 0, "outcomes": 0}
@@ -128,7 +134,6 @@ class UnifiedMemGPTTrader:
         self.state = "crashed"  # until run() ends normally
         self._holding = True  # whether equity can have moved since the last look (fills set it)
         self._last_bar: Bar | None = None
-        self._last_analysis: dict[str, Any] = {}
         self._tick = TickCommit()
         self.equity_log = EquityLog(self.config.memory_path, self.config.symbols)  # marked to market every bar
         self._equity_fills = -1  # fills when cash and holdings were last given to the equity log
@@ -139,12 +144,15 @@ class UnifiedMemGPTTrader:
 
     # -- set-up --------------------------------------------------------------------------
     @property
-    def broker(self) -> BrokerConnection:
+    def broker(self) -> Broker:
         return self.manager.broker(self.config.broker)
 
     @property
     def agent(self) -> Any:
-        return self.mem_connector.agent
+        """The agent service (:class:`~memlab.agent.MemoryAgent`), once the session started."""
+        if self._agent is None:
+            raise RuntimeError("the trader's agent opens with start() or run()")
+        return self._agent
 
     async def start(self) -> None:
         """Connect the broker and feed (unless the manager has them), open memory, resume."""
@@ -155,8 +163,12 @@ class UnifiedMemGPTTrader:
 
         # One writer per memory folder, for the whole session: a second one stops here, naming us.
         self._writer = WriterLock(c.memory_path).acquire()
-        await self.mem_connector.initialize()
-        self.agent.add_listener(self._agent_event)
+        from memlab.agent import MemoryAgent
+
+        # One event bus: the agent's adaptations, lessons and errors reach the manager's
+        # subscribers (alert targets, webhooks) as the session's fills and drawdowns do.
+        self._agent = await asyncio.to_thread(MemoryAgent, c.memory_path, agent_id=c.agent_id, llm=self._llm,
+                                              events=self.manager.events)
         if c.broker not in self.manager.brokers:
             if c.broker == "paper":
                 await self.manager.add_broker_connection(
@@ -166,6 +178,8 @@ class UnifiedMemGPTTrader:
                 await self.manager.add_broker_connection(c.broker)
         if FEED not in self.manager.feeds:
             await self.manager.add_data_feed(FEED, c.feed_settings())
+        self.pipeline = DecisionPipeline(self.agent, self.broker, SizingRule(
+            c.sizing, c.min_confidence, c.stop_loss, c.take_profit))
         feed = self.manager.feed(FEED)
         for symbol in c.symbols:
             base, _, quote = symbol.partition("/")
@@ -195,11 +209,10 @@ class UnifiedMemGPTTrader:
         for symbol, book in self.books.items():
             book.held = float(totals.get(book.base) or 0.0)
             self._cash[book.quote] = float(totals.get(book.quote) or 0.0)
-            if isinstance(broker, PaperConnection):
-                book.resume_at = broker.broker.last_bar_time(symbol)
-                book.last_close = broker.broker.last_price(symbol) or float("nan")
-                position = next((p for p in broker.broker.fetch_positions() if p["symbol"] == symbol), None)
-                book.entry_cost = position["entryPrice"] * position["contracts"] if position else 0.0
+            state = broker.book_state(symbol)  # a venue's book does not know our bars: all None
+            book.resume_at = state.last_bar_time
+            book.last_close = state.last_price or float("nan")
+            book.entry_cost = state.entry_cost
             for order in await broker.fetch_open_orders(symbol):
                 if order.get("parentId") is None and order.get("clientOrderId"):
                     book.pending[order["clientOrderId"]] = order["side"]
@@ -215,10 +228,7 @@ class UnifiedMemGPTTrader:
 
     async def _close_missed(self, book: _Book, decision_id: int, since: float, until: float) -> None:
         """An exit filled but the trader stopped before recording the outcome: record it now."""
-        broker = self.broker
-        if not isinstance(broker, PaperConnection):
-            return
-        fills = [f for f in broker.broker.fills(book.symbol) if since < f["bar_time"] <= until]
+        fills = self.broker.fills_between(book.symbol, since, until)
         sells = [f for f in fills if f["side"] == "sell"]
         if not sells:
             return
@@ -278,17 +288,16 @@ class UnifiedMemGPTTrader:
         book.last_close = bar.close
         broker = self.broker
         closed: list[tuple[int, float, float]] = []
-        if isinstance(broker, PaperConnection):
-            for fill in broker.on_bar(symbol, bar):
-                closed += await self._on_fill(book, fill, bar)
-        elif book.pending:
+        for fill in broker.on_bar(symbol, bar):  # the paper book fills on bars; a venue on its own
+            closed += await self._on_fill(book, fill, bar)
+        if book.pending and not broker.has.get("simulatedFills"):
             closed += await self._poll_pending(book, bar)
         entry, exit_, row = book.signals.at(bar)
         action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
         if action == "BUY" and any(side == "buy" for side in book.pending.values()):
             # An entry is already on its way, unless it is this very bar's, placed by a run
             # that stopped before logging it: then going through again logs it (same order).
-            mine = replaying_last and client_order_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
+            mine = replaying_last and bar_client_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
             if not mine:
                 action = None
         if action is not None:
@@ -303,80 +312,35 @@ class UnifiedMemGPTTrader:
 
     async def execute_trade(self, book: _Book, bar: Bar, action: str, features: dict[str, float], received: float,
                             replaying_last: bool = False, *, strategy: str | None = None, client_id: str | None = None,
-                            qty: float | None = None, when: pd.Timestamp | None = None) -> dict[str, Any] | None:
-        """Score, size, place and log one signal (the seed's ``execute_trade``). A webhook alert
-        comes with its own ``strategy``, ``client_id``, optional ``qty`` and time ``when``."""
-        c, broker = self.config, self.broker
-        strategy = strategy or c.strategy
+                            qty: float | None = None, when: pd.Timestamp | None = None) -> Outcome:
+        """Run one signal through the decision pipeline (the seed's ``execute_trade``) and
+        keep the book. A webhook alert comes with its own ``strategy``, ``client_id``,
+        optional ``qty`` and time ``when``."""
+        c = self.config
+        assert self.pipeline is not None
         self.counts["signals"] += 1
-        if isinstance(broker, PaperConnection):
-            broker.broker.flush()  # the bar is on disk before memory is written (see the module doc)
-        signal = {"symbol": book.symbol, "strategy": strategy, "action": action, "price": bar.close,
+        signal = {"symbol": book.symbol, "strategy": strategy or c.strategy, "action": action, "price": bar.close,
                   "features": features, "time": when if when is not None else pd.Timestamp(bar.time, unit="s", tz="UTC")}
-        analysis = await self.mem_connector.analyze_signal(signal)
-        client_id = client_id or client_order_id(c.agent_id, book.symbol, bar.time, action.lower())
-        order_params: dict[str, Any] = {"symbol": book.symbol, "side": action, "client_order_id": client_id}
-        self._last_analysis = analysis
-        if action == "BUY" and qty is not None:
-            order_params["qty"] = qty
-        elif action == "BUY":
-            cost = self._size(book, bar, analysis)
-            if cost <= 0 or analysis["confidence"] < c.min_confidence:
-                self.counts["skipped"] += 1
-                if analysis["confidence"] < c.min_confidence:
-                    why = f"confidence below min_confidence {c.min_confidence}"
-                elif float(analysis["position_size"]) <= 0:
-                    why = "sized 0 by the agent (confidence 0.50 or less: no edge)"
-                else:
-                    why = "no cash left to size it with"
-                self.skip_reasons[why] += 1
-                line = {"Strategy": strategy, "Decision": "SKIP", "Confidence": round(analysis["confidence"], 4),
-                        "Bar": signal["time"].isoformat()}
-                if not replaying_last or not self._journalled("Bar", line["Bar"]):
-                    self.agent.stores.journal.append(line, at=signal["time"],
-                                                     note=f"{book.symbol} BUY not taken, {why}: {analysis['reason'][:160]}")
-                return None
-            if broker.simulated:
-                order_params["cost"] = cost
-            else:
-                # A venue charges its fee on top and fills at its own price: leave room for both.
-                market = broker.exchange.markets[broker.market_symbol(book.symbol)]
-                fee = float(market.get("taker") or 0.001)
-                order_params["qty"] = float(broker.exchange.amount_to_precision(
-                    market["symbol"], cost * (1 - LIVE_PRICE_BUFFER) / (bar.close * (1 + fee))))
-            if c.stop_loss:
-                order_params["stop_loss"] = bar.close * (1 - c.stop_loss)
-            if c.take_profit:
-                order_params["take_profit"] = bar.close * (1 + c.take_profit)
-        else:
-            order_params["qty"] = book.held if qty is None else min(qty, book.held)
-            await self._cancel_protection(book)
-        order = await self.manager.execute_on_broker(c.broker, "place_order", order_params)
-        self.latencies.append(time.perf_counter() - received)
+        client_id = client_id or bar_client_id(c.agent_id, book.symbol, bar.time, action.lower())
+        holdings = Holdings(held=book.held, free=self._cash.get(book.quote, 0.0),
+                            equity=self.equity() if c.sizing == "agent" else 0.0)
+        outcome = await self.pipeline.decide(signal, holdings, client_id=client_id, qty=qty, replaying=replaying_last)
+        if outcome.order is None:
+            self.counts["skipped"] += 1
+            self.skip_reasons[outcome.why] += 1
+            return outcome
+        order = outcome.order
+        self.latencies.append(outcome.placed_at - received)
         self.counts["orders"] += 1
         if order.get("status") in ("open", None):
             book.pending[client_id] = action.lower()
-        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
-        if order_params.get("stop_loss"):
-            decision["stop_loss"] = round(order_params["stop_loss"], 8)
-        if order_params.get("take_profit"):
-            decision["target"] = round(order_params["take_profit"], 8)
-        result = {"order_id": order["id"], "status": order.get("status") or "open", "price": bar.close,
-                  "client_order_id": client_id}
         if action == "BUY":
-            known = self.agent.stores.decisions.find_key(f"{c.agent_id}:order:{order['id']}")
-            book.open_decision = await self.mem_connector.log_decision(decision, result)  # once per order
-            self.counts["decisions"] += known is None
-        elif not replaying_last or not self._journalled("Order", client_id):
-            # An exit closes the entry's position; it is journalled, and its fill becomes the
-            # entry decision's outcome (a long-only book has no separate SELL positions).
-            self.agent.stores.journal.append(
-                {"Strategy": strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
-                 "Order": client_id}, note=f"exit {book.symbol}", at=signal["time"])
-        if not broker.simulated and order.get("status") == "closed":
+            book.open_decision = outcome.decision_id
+            self.counts["decisions"] += outcome.logged
+        if not self.broker.has.get("simulatedFills") and order.get("status") == "closed":
             for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
                 await self._record_outcome(decision_id, pnl, cost, bar.time)
-        return order
+        return outcome
 
     async def handle_alert(self, alert: Any) -> dict[str, Any]:
         """A webhook alert (:class:`~memlab.webhooks.WebhookAlert`) as a signal: scored by the
@@ -385,8 +349,7 @@ class UnifiedMemGPTTrader:
         is never a second order. Raises :class:`~memlab.webhooks.AlertRejected` (nothing
         placed) when it cannot be taken (``retryable`` when it may be taken later). Runs on
         the trader's event loop, between bars."""
-        from memlab.webhooks.alerts import AlertRejected, check_quantity
-        from memlab.webhooks.router import market_rules
+        from memlab.webhooks.alerts import AlertRejected, check_alert_position, check_quantity
 
         received = time.perf_counter()
         book = self._alert_book(alert)
@@ -403,40 +366,27 @@ class UnifiedMemGPTTrader:
                 raise AlertRejected(422, f"not enough market data for {book.symbol} yet to judge the alert",
                                     retryable=True)
             if alert.qty is not None:
-                broker = self.broker
-                symbol = broker.market_symbol(book.symbol) if hasattr(broker, "exchange") else book.symbol
-                step, minimum = market_rules(broker, symbol)
+                step, minimum = self.broker.amount_rules(book.symbol)
                 check_quantity(alert.qty, symbol=book.symbol, step=step, minimum=minimum)
-            if alert.action == "BUY" and (book.held > 1e-12 or any(s == "buy" for s in book.pending.values())):
-                raise AlertRejected(409, f"already long {book.symbol} (or buying): a spot book holds one position")
-            if alert.action == "SELL" and book.held <= 1e-12:
-                raise AlertRejected(422, f"nothing to sell: no {book.base} held")
+            check_alert_position(alert.action, book.symbol, held=book.held,
+                                 buying=any(s == "buy" for s in book.pending.values()))
             bar = Bar(float(book.signals.times[last]), book.last_close, book.last_close, book.last_close,
                       alert.price or book.last_close)
-            cid = self._alert_client_id(alert)
             try:
-                order = await self.execute_trade(book, bar, alert.action, features, received, strategy=alert.strategy,
-                                                 client_id=cid, qty=alert.qty)
+                outcome = await self.execute_trade(book, bar, alert.action, features, received, strategy=alert.strategy,
+                                                   client_id=alert_client_id(self.config.agent_id, alert.alert_id),
+                                                   qty=alert.qty)
             except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadSymbol) as exc:
                 raise AlertRejected(422, str(exc)) from None
         finally:
             # Durable before it is answered: one fsync for every alert of this loop tick,
             # not at the next bar.
             await self._tick.durable()
-        analysis = self._last_analysis
-        if order is None:
-            return {"status": "skipped", "confidence": analysis["confidence"], "reason": analysis["reason"]}
-        return {"status": "placed", "order_id": order["id"], "client_order_id": cid,
-                "decision_id": book.open_decision if alert.action == "BUY" else None,
-                "confidence": analysis["confidence"], "reason": analysis["reason"]}
+        return outcome.answer()
 
     def _alert_book(self, alert: Any) -> _Book | None:
         return self.books.get(alert.symbol) or next(
             (b for b in self.books.values() if b.symbol.replace("/", "") == alert.symbol.replace("/", "")), None)
-
-    def _alert_client_id(self, alert: Any) -> str:
-        """The client order id of an alert's order: from the agent and the alert id alone."""
-        return "wh-" + hashlib.sha1(f"{self.config.agent_id}|{alert.alert_id}".encode()).hexdigest()[:28]
 
     async def _recover_alert(self, alert: Any) -> dict[str, Any] | None:
         """Finish an alert whose handling stopped half-way (a killed process, a handler error):
@@ -445,69 +395,31 @@ class UnifiedMemGPTTrader:
         book = self._alert_book(alert)
         if book is None:
             return None
-        cid = self._alert_client_id(alert)
-        try:
-            order = await self.manager.execute_on_broker(self.config.broker, "fetch_order",
-                                                         {"client_order_id": cid, "symbol": book.symbol})
-        except ccxt.OrderNotFound:
+        assert self.pipeline is not None
+
+        def signal_at_order(order: Order) -> dict[str, Any]:
+            # The bar it was judged at: the last one before the order (paper orders carry its time).
+            placed = float(order.get("timestamp") or 0) / 1000
+            row = max(int(np.searchsorted(book.signals.times, placed, side="right")) - 1, 0)
+            bar_time = float(book.signals.times[row]) if len(book.signals.times) else placed
+            close = float(book.signals.frame["Close"].iloc[row]) if len(book.signals.frame) else book.last_close
+            features = book.signals.features_at(row) if len(book.signals.times) else None
+            return {"symbol": book.symbol, "strategy": alert.strategy, "action": alert.action,
+                    "price": alert.price or close, "features": features or {},
+                    "time": pd.Timestamp(bar_time, unit="s", tz="UTC")}
+
+        cid = alert_client_id(self.config.agent_id, alert.alert_id)
+        outcome = await self.pipeline.recover(cid, book.symbol, signal_at_order)
+        if outcome is None:
             return None
-        c = self.config
-        decision_id = self.agent.stores.decisions.find_key(f"{c.agent_id}:order:{order['id']}")
-        if decision_id is not None:
-            stored = self.agent.stores.decisions.get(decision_id)
-            return {"status": "placed", "order_id": order["id"], "client_order_id": cid, "decision_id": decision_id,
-                    "confidence": stored.confidence, "reason": stored.reason, "recovered": True}
-        # The bar it was judged at: the last one before the order (paper orders carry its time).
-        placed = float(order.get("timestamp") or 0) / 1000
-        row = max(int(np.searchsorted(book.signals.times, placed, side="right")) - 1, 0)
-        bar_time = float(book.signals.times[row]) if len(book.signals.times) else placed
-        close = float(book.signals.frame["Close"].iloc[row]) if len(book.signals.frame) else book.last_close
-        features = book.signals.features_at(row) if len(book.signals.times) else None
-        signal = {"symbol": book.symbol, "strategy": alert.strategy, "action": alert.action,
-                  "price": alert.price or close, "features": features or {},
-                  "time": pd.Timestamp(bar_time, unit="s", tz="UTC")}
-        analysis = await self.mem_connector.analyze_signal(signal)
-        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
-        if order["side"] == "buy":
-            decision_id = await self.mem_connector.log_decision(
-                decision, {"order_id": order["id"], "status": order.get("status") or "open", "price": signal["price"],
-                           "client_order_id": cid})
+        if outcome.logged:
             self.counts["decisions"] += 1
             if cid in book.pending or (book.held > 1e-12 and book.open_decision is None):
-                book.open_decision = decision_id  # the position it opened is the one held
-        elif not self._journalled("Order", cid):
-            self.agent.stores.journal.append(
-                {"Strategy": alert.strategy, "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
-                 "Order": cid}, note=f"exit {book.symbol}", at=signal["time"])
-        log.warning("alert %r: its order %s was placed by a run that stopped before remembering it; decision "
-                    "logged now", alert.alert_id, order["id"])
-        return {"status": "placed", "order_id": order["id"], "client_order_id": cid, "decision_id": decision_id,
-                "confidence": analysis["confidence"], "reason": analysis["reason"], "recovered": True}
-
-    async def _cancel_protection(self, book: _Book) -> None:
-        """Before a strategy exit: cancel the position's stop-loss / take-profit orders, which
-        would otherwise outlive it and sell a later position."""
-        for order in await self.manager.execute_on_broker(self.config.broker, "fetch_open_orders", {"symbol": book.symbol}):
-            if order.get("parentId") is not None or order.get("type") in ("stop_loss", "take_profit"):
-                await self.manager.execute_on_broker(self.config.broker, "cancel_order",
-                                                     {"id": order["id"], "symbol": book.symbol})
-
-    def _journalled(self, field: str, value: str) -> bool:
-        """Whether one of the journal's last lines has ``field: value`` (replaying the last bar)."""
-        return any(e.fields.get(field) == value for e in self.agent.stores.journal.tail(20))
-
-    def _size(self, book: _Book, bar: Bar, analysis: dict[str, Any]) -> float:
-        """Quote currency to spend on an entry."""
-        c = self.config
-        free = self._cash.get(book.quote, 0.0)
-        if c.sizing == "full":
-            return free
-        equity = self.equity()
-        cost = float(analysis["position_size"]) * equity
-        if c.stop_loss:
-            risk = float(self.agent.parameters().get("risk_per_trade", 0.02))
-            cost = min(cost, risk * equity / c.stop_loss)
-        return min(cost, free)
+                book.open_decision = outcome.decision_id  # the position it opened is the one held
+        if outcome.logged or (outcome.order or {}).get("side") == "sell":
+            log.warning("alert %r: its order %s was placed by a run that stopped before remembering it; decision "
+                        "logged now", alert.alert_id, (outcome.order or {}).get("id"))
+        return outcome.answer()
 
     async def _on_fill(self, book: _Book, fill: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
         """Book a fill; returns the outcome to record when it closed the position."""
@@ -540,8 +452,8 @@ class UnifiedMemGPTTrader:
 
     async def _record_outcome(self, decision_id: int, pnl: float, cost: float, when: float) -> None:
         ret = pnl / cost * 100 if cost and np.isfinite(cost) else None
-        await self.mem_connector.close_position(decision_id, pnl=pnl, return_pct=ret,
-                                                closed_at=pd.Timestamp(when, unit="s", tz="UTC").isoformat())
+        self.agent.close_position(decision_id, pnl=pnl, return_pct=ret,
+                                  closed_at=pd.Timestamp(when, unit="s", tz="UTC").isoformat())
         self.counts["outcomes"] += 1
 
     async def _poll_pending(self, book: _Book, bar: Bar) -> list[tuple[int, float, float]]:
@@ -611,10 +523,6 @@ class UnifiedMemGPTTrader:
                 "equity": round(self.equity(), 2),
                 "last_bar": None if bar is None else pd.Timestamp(bar.time, unit="s", tz="UTC").isoformat()}
 
-    def _agent_event(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind in ("adaptation", "lesson", "error"):
-            self.manager.publish(kind, payload)
-
     def report(self, state: str = "finished") -> dict[str, Any]:
         """What the session did: counts, equity, latency of bar → order."""
         elapsed = time.perf_counter() - self.started_at if self.started_at else 0.0
@@ -633,6 +541,8 @@ class UnifiedMemGPTTrader:
         if self.heartbeat is not None:
             self.heartbeat.beat(self.state, force=True, **self._progress(self._last_bar))
         await self.manager.close()
-        await self.mem_connector.close()
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
         if getattr(self, "_writer", None) is not None:
             self._writer.release()

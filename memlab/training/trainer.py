@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from memlab.backtest.selection import SelectionRefused
+from memlab.costs import DEFAULT_COSTS
 from memlab.errors import InvalidInputError, MemlabError
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ class TrainingConfig:
     train_bars: int | None = None
     test_bars: int | None = None
     metric: str = "sharpe"
-    fees: float = 0.0005
-    slippage: float = 0.0
+    fees: float = DEFAULT_COSTS.fees
+    slippage: float = DEFAULT_COSTS.slippage
     memory_path: str | Path | None = None
     params_dir: str | Path | None = None
     scheduler: str | None = None

@@ -25,6 +25,7 @@ from memlab.backtest.engine import (
     trades_frame,
 )
 from memlab.backtest.sweep import sweep
+from memlab.costs import DEFAULT_COSTS
 from memlab.errors import InvalidInputError
 from memlab.strategies import get
 
@@ -91,8 +92,8 @@ def walk_forward(
     test_bars: int,
     metric: str = "sharpe",
     min_trades: int = 3,
-    fees: float = 0.0,
-    slippage: float = 0.0,
+    fees: float = DEFAULT_COSTS.fees,
+    slippage: float = DEFAULT_COSTS.slippage,
     direction: Direction = "longonly",
     progress: bool = False,
 ) -> WalkForwardReport:

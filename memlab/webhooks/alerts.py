@@ -156,6 +156,15 @@ def check_quantity(qty: float, *, symbol: str, step: float | None, minimum: floa
             raise AlertRejected(422, f"'qty' {qty!r} is finer than {symbol}'s precision: a multiple of {step:g}")
 
 
+def check_alert_position(action: str, symbol: str, *, held: float, buying: bool) -> None:
+    """Refuse an alert a spot book cannot take: a BUY while long (or buying), 409; a SELL
+    with nothing held, 422."""
+    if action == "BUY" and (held > 1e-12 or buying):
+        raise AlertRejected(409, f"already long {symbol} (or buying): a spot book holds one position")
+    if action == "SELL" and held <= 1e-12:
+        raise AlertRejected(422, f"nothing to sell: no {symbol.partition('/')[0]} held")
+
+
 def authenticate(body: bytes, payload: dict[str, Any], signature: str | None, secret: str) -> None:
     """Accept a valid HMAC signature header or a matching passphrase field, else 401."""
     if signature:

@@ -520,3 +520,37 @@ class WebhookServer:
                 (self.config.name,),
             ).fetchall()
         return [dict(zip(("time", "source", "status", "reason", "alert_id"), r, strict=True)) for r in rows]
+
+
+class WebhookLogReader:
+    """The webhook endpoints' request log read from another process (the live monitor):
+    each call opens ``webhooks.sqlite`` read-only, reads, closes.
+
+    A missing log raises :class:`FileNotFoundError`; a damaged one
+    :class:`~memlab.memory.errors.CorruptMemoryError`. Neither ever creates or changes it.
+    """
+
+    name = "webhook log"
+    # Frames are typed Any: pandas is imported on the first read, so the server needs none.
+
+    def __init__(self, root: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.path = Path(root) / WEBHOOK_DB
+        self.timeout = timeout
+
+    def requests(self, limit: int = 50, *, webhook: str | None = None) -> Any:
+        """The newest ``limit`` requests (of one ``webhook``, else of all), newest first, as a
+        DataFrame: ``received_at`` (wall clock, UTC), ``webhook``, ``source``, ``status``,
+        ``reason``, ``alert_id``."""
+        import pandas as pd
+
+        from memlab.memory.durable import read_store_db
+
+        with read_store_db(self.path, timeout=self.timeout, name=self.name) as conn:
+            rows = conn.execute(
+                "SELECT received_at, webhook, source, status, reason, alert_id FROM requests"
+                + (" WHERE webhook = ?" if webhook is not None else "") + " ORDER BY seq DESC LIMIT ?",
+                (*(() if webhook is None else (webhook,)), int(limit)),
+            ).fetchall()
+        frame = pd.DataFrame(rows, columns=["received_at", "webhook", "source", "status", "reason", "alert_id"])
+        frame["received_at"] = pd.to_datetime(pd.Series(frame["received_at"], dtype="float64"), unit="s", utc=True)
+        return frame

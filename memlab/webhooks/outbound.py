@@ -1,5 +1,9 @@
 """Outbound alerts: fills, adaptations, lessons, drawdowns and lost connections to chat tools.
 
+:func:`describe_event` is the one place an event becomes the line a person reads;
+:meth:`AlertSender.on_event` subscribes it to an :class:`~memlab.events.EventBus` (the
+connection manager's, for the trader's events), so publishers never format chat text.
+
 :class:`AlertSender` queues each alert and returns at once; a background thread posts
 it to every target (Slack, Discord or plain JSON bodies), retrying connection errors,
 timeouts, 429 and 5xx with exponential backoff and jitter. A delivery is retried only
@@ -66,6 +70,33 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else "…"
 
 
+def describe_event(event: str, p: Mapping[str, Any]) -> str | None:
+    """One line a person reads in a chat tool; None for events that are not alerts.
+
+    >>> describe_event("fill", {"side": "buy", "amount": 0.1, "symbol": "BTC/USDT", "price": 64500.0, "pnl": 12.5})
+    'BUY 0.1 BTC/USDT filled at 64,500.0000, P&L +12.50'
+    >>> describe_event("decision", {}) is None
+    True
+    """
+    if event == "fill":
+        pnl = p.get("pnl")
+        tail = "" if pnl is None else f", P&L {pnl:+,.2f}"
+        return f"{p['side'].upper()} {p['amount']:.6g} {p['symbol']} filled at {p['price']:,.4f}{tail}"
+    if event == "adaptation":
+        return f"adapted ({p.get('trigger')}): {p.get('reason')}"
+    if event == "lesson":
+        return str(p.get("text"))
+    if event == "drawdown":
+        return f"drawdown {p['drawdown']:.1%}: equity {p['equity']:,.2f} against a peak of {p['peak']:,.2f}"
+    if event == "connection_lost":
+        return f"lost connection {p['name']} ({p['venue']}): {p.get('error')}"
+    if event == "connection_restored":
+        return f"connection {p['name']} ({p['venue']}) is back"
+    if event == "error":
+        return f"error in {p.get('source')}: {p.get('message')}"
+    return None
+
+
 def format_body(target_format: str, event: str, text: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON body for a target: Slack ``text``, Discord ``content``, or the full event."""
     line = f"[memlab] {event}: {text}"
@@ -122,6 +153,13 @@ class AlertSender:
         for target in self.targets:
             asyncio.run_coroutine_threadsafe(self._deliver(delivery_id, event, text, dict(data or {}), target), self._loop)
         return delivery_id
+
+    def on_event(self, event: str, payload: Mapping[str, Any]) -> None:
+        """An :class:`~memlab.events.EventBus` listener: sends the events that are alerts
+        (with :func:`describe_event`'s text; a restored connection as ``info``), ignores the rest."""
+        text = describe_event(event, payload)
+        if text is not None:
+            self.send("info" if event == "connection_restored" else event, text, payload)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued alert is delivered or has failed; False on timeout."""

@@ -1,10 +1,10 @@
-"""From an authenticated alert to a paper order, through the agent like any strategy signal.
+"""From an authenticated alert to an order, without a running trader.
 
-:class:`AlertRouter` is the handler a :class:`~memlab.webhooks.WebhookServer` calls: it
-builds the signal from the alert and the symbol's recent bars, lets the agent score it
-(``analyze_signal``), sizes it (the alert's ``qty`` if given, else the agent's
-``position_size`` of equity), places a market order whose client id is the alert id (so
-a retried alert can never be a second order), and logs the decision in memory.
+:class:`AlertRouter` is the handler a :class:`~memlab.webhooks.WebhookServer` calls when
+no trader session runs: it builds the signal from the alert and the symbol's recent bars
+and hands it to the same :class:`~memlab.trader.pipeline.DecisionPipeline` a trader uses
+(score, size, place with the alert's client id, log), so a retried alert is never a
+second order and its journal lines are a trader's.
 
 An alert a killed process left half-handled is finished by :meth:`AlertRouter.recover`
 (the server calls it before serving): the order is looked up by its client id, and its
@@ -19,34 +19,25 @@ from typing import Any
 import ccxt
 import pandas as pd
 
+from memlab.connectors.protocol import Broker
 from memlab.features import FEATURE_NAMES, WARMUP_BARS, market_features
 from memlab.memory.durable import TickCommit, begin_group
-from memlab.webhooks.alerts import AlertRejected, WebhookAlert, check_quantity
-
-#: The paper broker's quantity step and minimum: 8 decimals, as on most spot venues.
-PAPER_STEP = 1e-8
-
-
-def market_rules(broker: Any, symbol: str) -> tuple[float | None, float | None]:
-    """``(step, minimum)`` of order quantities on ``symbol``: from the exchange's market
-    (ccxt ``precision.amount`` and ``limits.amount.min``), or :data:`PAPER_STEP` on paper."""
-    exchange = getattr(broker, "exchange", None)
-    if exchange is None:
-        return PAPER_STEP, PAPER_STEP
-    market = (exchange.markets or {}).get(symbol) or {}
-    precision = (market.get("precision") or {}).get("amount")
-    step = None
-    if precision is not None:
-        step = float(precision) if exchange.precisionMode == ccxt.TICK_SIZE else 10.0 ** -float(precision)
-    minimum = ((market.get("limits") or {}).get("amount") or {}).get("min")
-    return step, float(minimum) if minimum else step
+from memlab.trader.pipeline import DecisionPipeline, Holdings, SizingRule, alert_client_id
+from memlab.webhooks.alerts import AlertRejected, WebhookAlert, check_alert_position, check_quantity
 
 
 class AlertRouter:
-    """Score, size, place and log one alert; raises :class:`AlertRejected` (nothing placed)."""
+    """Score, size, place and log one alert; raises :class:`AlertRejected` (nothing placed).
 
-    def __init__(self, agent: Any, broker: Any, bars: Callable[[str], pd.DataFrame], *, quote: str = "USDT") -> None:
+    ``broker`` is any :class:`~memlab.connectors.protocol.Broker` (e.g.
+    ``PaperConnection("paper", PaperBroker(folder))``); ``bars(symbol)`` gives the symbol's
+    recent bars, the last one being the market the alert is judged in.
+    """
+
+    def __init__(self, agent: Any, broker: Broker, bars: Callable[[str], pd.DataFrame], *, quote: str = "USDT",
+                 rule: SizingRule | None = None) -> None:
         self.agent, self.broker, self.bars, self.quote = agent, broker, bars, quote
+        self.pipeline = DecisionPipeline(agent, broker, rule)
         self._features: dict[str, tuple[pd.Timestamp, dict[str, float], float]] = {}
         self._tick = TickCommit()
 
@@ -68,7 +59,7 @@ class AlertRouter:
         # fsynced together before any of them is answered (group commit).
         begin_group()
         try:
-            return self._handle(alert)
+            return await self._handle(alert)
         finally:
             await self._tick.durable()
 
@@ -77,26 +68,16 @@ class AlertRouter:
         exists (the decision logged if it was not), None when nothing was placed."""
         begin_group()
         try:
-            return self._complete(alert)
+            return await self._complete(alert)
         finally:
             await self._tick.durable()
 
-    @staticmethod
-    def client_id(alert: WebhookAlert) -> str:
-        return f"webhook:{alert.alert_id}"
+    def client_id(self, alert: WebhookAlert) -> str:
+        return alert_client_id(self.agent.agent_id, alert.alert_id)
 
-    def _complete(self, alert: WebhookAlert) -> dict[str, Any] | None:
-        try:
-            order = self.broker.fetch_order(self.client_id(alert))
-        except ccxt.OrderNotFound:
-            return None
-        decision_id = self.agent.stores.decisions.find_key(f"{self.agent.agent_id}:order:{order['id']}")
-        if decision_id is not None:
-            stored = self.agent.stores.decisions.get(decision_id)
-            return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
-                    "confidence": stored.confidence, "reason": stored.reason, "recovered": True}
-        signal = self._signal(alert)
-        return self._log(signal, self.agent.analyze_signal(signal), order) | {"recovered": True}
+    async def _complete(self, alert: WebhookAlert) -> dict[str, Any] | None:
+        outcome = await self.pipeline.recover(self.client_id(alert), alert.symbol, lambda order: self._signal(alert))
+        return None if outcome is None else outcome.answer()
 
     def _signal(self, alert: WebhookAlert) -> dict[str, Any]:
         """The alert as a signal, in the situation of its symbol's latest bar."""
@@ -104,51 +85,35 @@ class AlertRouter:
         return {"symbol": alert.symbol, "strategy": alert.strategy, "action": alert.action,
                 "price": alert.price or close, "features": features, "time": alert.time}
 
-    def _log(self, signal: dict[str, Any], analysis: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
-        decision = {**signal, "mem_confidence": analysis["confidence"], "mem_reason": analysis["reason"]}
-        decision_id = self.agent.log_decision(decision, {"order_id": order["id"], "status": order["status"],
-                                                         "price": signal["price"]})
-        return {"status": "placed", "order_id": order["id"], "decision_id": decision_id,
-                "confidence": analysis["confidence"], "reason": analysis["reason"]}
+    async def _holdings(self, symbol: str) -> tuple[Holdings, bool]:
+        """What is held of ``symbol``'s base, free cash and equity; and whether a buy is open."""
+        base = symbol.partition("/")[0]
+        balance = await self.broker.fetch_balance()
+        positions = await self.broker.fetch_positions()
+        cash = float(balance["total"].get(self.quote, 0.0))
+        equity = cash + sum(float(p.get("contracts") or 0.0) * float(p.get("markPrice") or 0.0) for p in positions)
+        buying = any(o.get("side") == "buy" and o.get("parentId") is None
+                     for o in await self.broker.fetch_open_orders(symbol))
+        return Holdings(held=float(balance["free"].get(base, 0.0)), free=float(balance["free"].get(self.quote, 0.0)),
+                        equity=equity), buying
 
-    def _handle(self, alert: WebhookAlert) -> dict[str, Any]:
+    async def _handle(self, alert: WebhookAlert) -> dict[str, Any]:
         try:
-            self.broker._market(alert.symbol)
+            symbol = self.broker.market_symbol(alert.symbol)
         except ccxt.BadSymbol as exc:
             raise AlertRejected(422, str(exc)) from None
         if alert.retry:  # an earlier attempt may have placed the order: finish that one
-            done = self._complete(alert)
+            done = await self._complete(alert)
             if done is not None:
                 return done
         if alert.qty is not None:
-            step, minimum = market_rules(self.broker, alert.symbol)
+            step, minimum = self.broker.amount_rules(symbol)
             check_quantity(alert.qty, symbol=alert.symbol, step=step, minimum=minimum)
         signal = self._signal(alert)
-        analysis = self.agent.analyze_signal(signal)
-        client_id = self.client_id(alert)
-        base = alert.symbol.partition("/")[0]
+        holdings, buying = await self._holdings(symbol)
+        check_alert_position(alert.action, alert.symbol, held=holdings.held, buying=buying)
         try:
-            if alert.action == "BUY":
-                if alert.qty is not None:
-                    order = self.broker.create_order(alert.symbol, "market", "buy", alert.qty, params={"clientOrderId": client_id})
-                else:
-                    cost = analysis["position_size"] * self.broker.equity(self.quote)
-                    if cost <= 0:
-                        return self._skip(signal, analysis)
-                    order = self.broker.create_order(alert.symbol, "market", "buy", None,
-                                                     params={"clientOrderId": client_id, "cost": cost})
-            else:
-                held = self.broker.fetch_balance()["free"].get(base, 0.0)
-                amount = min(alert.qty, held) if alert.qty is not None else held
-                if amount <= 0:
-                    raise AlertRejected(422, f"nothing to sell: no free {base}")
-                order = self.broker.create_order(alert.symbol, "market", "sell", amount, params={"clientOrderId": client_id})
+            outcome = await self.pipeline.decide(signal, holdings, client_id=self.client_id(alert), qty=alert.qty)
         except (ccxt.InvalidOrder, ccxt.InsufficientFunds) as exc:
             raise AlertRejected(422, str(exc)) from None
-        return self._log(signal, analysis, order)
-
-    def _skip(self, signal: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
-        # Not an order, so not a decision with an outcome: the journal says what happened.
-        self.agent.stores.journal.append({"Webhook": signal["symbol"], "Decision": "SKIP",
-                                          "Confidence": round(analysis["confidence"], 4), "Reason": analysis["reason"]})
-        return {"status": "skipped", "confidence": analysis["confidence"], "reason": analysis["reason"]}
+        return outcome.answer()

@@ -43,31 +43,35 @@ async def trader(point: str, argv: list[str]) -> None:
     server = await manager.add_webhook("alerts", {"port": args.webhook_port})
     print(f"taking signed alerts at {server.url}", flush=True)
     session = UnifiedMemGPTTrader(config, manager=manager)
+    from memlab.agent import MemoryAgent
+    from memlab.connectors import PaperConnection
+
     if point == "before-order":
-        execute = manager.execute_on_broker
+        create_order = PaperConnection.create_order
 
-        async def execute_on_broker(name: str, command: str, params: Any = None) -> Any:
-            if command == "place_order" and str((params or {}).get("client_order_id", "")).startswith("wh-"):
+        async def placing(self: Any, symbol: str, type: str, side: str, amount: Any, price: Any = None,
+                          params: Any = None) -> Any:
+            if str((params or {}).get("clientOrderId", "")).startswith("wh-"):
                 die()
-            return await execute(name, command, params)
+            return await create_order(self, symbol, type, side, amount, price, params)
 
-        manager.execute_on_broker = execute_on_broker  # type: ignore[method-assign]
+        PaperConnection.create_order = placing  # type: ignore[method-assign]
     else:
-        log_decision = session.mem_connector.log_decision
+        log_decision = MemoryAgent.log_decision
 
-        async def logged(decision: Any, result: Any = None) -> Any:
+        def logged(self: Any, decision: Any, result: Any = None) -> Any:
             if str((result or {}).get("client_order_id", "")).startswith("wh-"):
                 die()
-            return await log_decision(decision, result)
+            return log_decision(self, decision, result)
 
-        session.mem_connector.log_decision = logged  # type: ignore[method-assign]
+        MemoryAgent.log_decision = logged  # type: ignore[method-assign]
     await session.run(handle_signals=True)
 
 
 def router_parts(root: Path) -> tuple[Any, Any, Any]:
     """The agent, paper broker and router a router test runs on ``root`` (before and after a crash)."""
     from memlab.agent import MemoryAgent
-    from memlab.connectors import Bar, PaperBroker
+    from memlab.connectors import Bar, PaperBroker, PaperConnection
     from memlab.data import synthetic_ohlcv
     from memlab.webhooks import AlertRouter
 
@@ -77,7 +81,7 @@ def router_parts(root: Path) -> tuple[Any, Any, Any]:
     broker.add_market("BTC/USDT")
     last = bars.iloc[-1]
     broker.on_bar("BTC/USDT", Bar(bars.index[-1].timestamp(), last.Open, last.High, last.Low, last.Close))
-    return agent, broker, AlertRouter(agent, broker, lambda symbol: bars)
+    return agent, broker, AlertRouter(agent, PaperConnection("paper", broker), lambda symbol: bars)
 
 
 def router(point: str, root: Path, port: int, secret: str) -> None:

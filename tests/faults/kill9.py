@@ -65,8 +65,10 @@ def sign(raw: bytes) -> str:
 
 
 def alert_client_id(alert_id: str) -> str:
-    """The client order id the trader gives an alert's order (see ``UnifiedMemGPTTrader``)."""
-    return "wh-" + hashlib.sha1(f"{AGENT}|{alert_id}".encode()).hexdigest()[:28]
+    """The client order id the trader gives an alert's order."""
+    from memlab.trader.pipeline import alert_client_id as client_id
+
+    return client_id(AGENT, alert_id)
 
 
 def make_alert(run: str, i: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import pandas as pd
 
 from memlab.errors import InvalidInputError
 from memlab.memory.audit import AuditTrail, sha256_hex
-from memlab.memory.durable import ensure_private_dir, open_store_db
+from memlab.memory.durable import ensure_private_dir, open_store_db, read_store_db
 
 ARCHIVAL_FILE = "archival.sqlite"
 
@@ -106,26 +107,35 @@ class ArchivalMemory:
 
     def search(self, query: str, *, limit: int = 10) -> pd.DataFrame:
         """Passages containing every word of ``query``, best match first (bm25), indexed by id."""
-        words = re.findall(r"\w+", query or "")
-        if not words:
-            raise InvalidInputError(f"nothing to search for in {query!r}")
-        match = " ".join(f'"{w}"' for w in words)
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT p.id, p.created_at, p.agent_id, p.text, p.tags, p.key FROM passages_fts f "
-                "JOIN passages p ON p.id = f.rowid WHERE passages_fts MATCH ? ORDER BY f.rank LIMIT ?",
-                (match, int(limit)),
-            ).fetchall()
-        return _frame(rows)
+            return _frame(_search_rows(self._conn, query, limit, "relevance"))
 
     def recent(self, n: int = 10) -> pd.DataFrame:
         """The last ``n`` passages, oldest first."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, created_at, agent_id, text, tags, key FROM passages ORDER BY id DESC LIMIT ?",
-                (int(n),),
-            ).fetchall()
-        return _frame(rows[::-1])
+            return _frame(_recent_rows(self._conn, n))
+
+
+def _search_rows(conn: sqlite3.Connection, query: str, limit: int, order: str) -> list[tuple]:  # type: ignore[type-arg]
+    words = re.findall(r"\w+", query or "")
+    if not words:
+        raise InvalidInputError(f"nothing to search for in {query!r}")
+    if order not in ("relevance", "recent"):
+        raise InvalidInputError(f"order must be 'relevance' or 'recent', not {order!r}")
+    match = " ".join(f'"{w}"' for w in words)
+    return conn.execute(
+        "SELECT p.id, p.created_at, p.agent_id, p.text, p.tags, p.key FROM passages_fts f "
+        "JOIN passages p ON p.id = f.rowid WHERE passages_fts MATCH ? "
+        f"ORDER BY {'f.rank' if order == 'relevance' else 'p.id DESC'} LIMIT ?",
+        (match, int(limit)),
+    ).fetchall()
+
+
+def _recent_rows(conn: sqlite3.Connection, n: int) -> list[tuple]:  # type: ignore[type-arg]
+    rows = conn.execute(
+        "SELECT id, created_at, agent_id, text, tags, key FROM passages ORDER BY id DESC LIMIT ?", (int(n),)
+    ).fetchall()
+    return rows[::-1]
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:  # type: ignore[type-arg]
@@ -133,3 +143,41 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:  # type: ignore[type-arg]
     frame["created_at"] = pd.to_datetime(frame["created_at"].astype(float), unit="s", utc=True)
     frame["tags"] = [json.loads(t) for t in frame["tags"]]
     return frame
+
+
+class ArchivalReader:
+    """Archival memory read from another process (the monitor, ``memlab memory verify``):
+    each call opens ``archival.sqlite`` read-only, reads, closes.
+
+    A missing store raises :class:`FileNotFoundError`; a damaged one
+    :class:`~memlab.memory.errors.CorruptMemoryError`. Neither ever creates or changes it.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> ArchivalMemory(root).insert("Learned: Support at 64500 is strong")
+    1
+    >>> ArchivalReader(root).search("supports", order="recent")["text"].tolist()
+    ['Learned: Support at 64500 is strong']
+    """
+
+    name = "archival memory"
+
+    def __init__(self, root: str | Path, *, timeout: float = 10.0) -> None:
+        self.path = Path(root) / ARCHIVAL_FILE
+        self.timeout = timeout
+
+    def search(self, query: str, *, limit: int = 10, order: str = "relevance") -> pd.DataFrame:
+        """Passages containing every word of ``query`` (stemmed), indexed by id: best match
+        first (``order="relevance"``, bm25) or newest first (``"recent"``)."""
+        with read_store_db(self.path, timeout=self.timeout, name=self.name) as conn:
+            return _frame(_search_rows(conn, query, limit, order))
+
+    def recent(self, n: int = 10) -> pd.DataFrame:
+        """The last ``n`` passages, oldest first, indexed by id."""
+        with read_store_db(self.path, timeout=self.timeout, name=self.name) as conn:
+            return _frame(_recent_rows(conn, n))
+
+    def texts(self) -> dict[int, str]:
+        """Every passage's text by id (what the audit trail's digests cover)."""
+        with read_store_db(self.path, timeout=self.timeout, name=self.name) as conn:
+            return dict(conn.execute("SELECT id, text FROM passages").fetchall())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.connectors.paper_broker import Bar
+from memlab.data.bars import Bar
 from memlab.features import FEATURE_NAMES, WARMUP_BARS, market_features
 from memlab.strategies import compute_signals
 
@@ -70,7 +70,3 @@ class SignalBook:
         if not self.ok[row]:
             return None
         return {name: float(v) for name, v in zip(FEATURE_NAMES, self.features[row], strict=True)}
-
-    def signals_frame(self) -> pd.DataFrame:
-        """The signals over everything the book has seen (for reconciling with a backtest)."""
-        return compute_signals(self.strategy, self.frame, self.params)

@@ -12,6 +12,7 @@ encrypted with ``MEM_ENCRYPTION_KEY`` when set) and every edit is a journal line
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from memlab.memory.audit import AuditTrail, sha256_hex
 from memlab.memory.crypto import MemoryCipher, is_token, require_cipher
 from memlab.memory.durable import atomic_write_bytes, ensure_private_dir, file_lock, lock_path_for
 from memlab.memory.errors import CorruptMemoryError
-from memlab.memory.journal import CoreMemoryJournal
+from memlab.memory.journal import MemoryJournal
 
 CORE_MEMORY_FILE = "core_memory.json"
 
@@ -79,7 +80,7 @@ class CoreMemory:
         self,
         root: Path,
         *,
-        journal: CoreMemoryJournal,
+        journal: MemoryJournal,
         audit: AuditTrail | None = None,
         cipher: MemoryCipher | None = None,
         limits: Mapping[str, int] | None = None,
@@ -102,19 +103,10 @@ class CoreMemory:
     # -- reading -----------------------------------------------------------------
     def blocks(self) -> dict[str, Block]:
         """Every block by label, as stored."""
-        if not self.path.exists():
-            return {}
-        raw = self.path.read_bytes().strip()
-        if is_token(raw):
-            raw = require_cipher(self._cipher, where=str(self.path)).decrypt(raw, where=str(self.path))
         try:
-            doc = json.loads(raw.decode("utf-8"))
-            return {
-                label: Block(label, str(b["value"]), int(b["limit"]), str(b.get("description", "")))
-                for label, b in doc["blocks"].items()
-            }
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise CorruptMemoryError(self.path, f"not a core-memory document ({exc})") from None
+            return read_core_memory(self.root, cipher=self._cipher)
+        except FileNotFoundError:
+            return {}
 
     def get(self, label: str) -> Block:
         blocks = self.blocks()
@@ -197,3 +189,36 @@ def _text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{name} must be non-empty text, got {value!r}")
     return value.strip()
+
+
+def read_core_memory(root: str | Path, *, cipher: MemoryCipher | None = None) -> dict[str, Block]:
+    """Every core-memory block by label, read from ``core_memory.json`` under ``root``
+    without taking any lock or changing anything (the monitor's read; :class:`CoreMemory`
+    reads the same way).
+
+    A missing file raises :class:`FileNotFoundError`; one that is not a core-memory document
+    :class:`~memlab.memory.errors.CorruptMemoryError`; an encrypted one without its key
+    (``cipher``) :class:`~memlab.memory.errors.EncryptionKeyError`.
+
+    >>> import tempfile
+    >>> from memlab.memory import MemoryStores
+    >>> mem = MemoryStores(tempfile.mkdtemp())
+    >>> _ = CoreMemory(mem.path, journal=mem.journal, audit=mem.audit).append("market_notes", "Support at 64500")
+    >>> read_core_memory(mem.path)["market_notes"].value
+    'Support at 64500'
+    """
+    path = Path(root) / CORE_MEMORY_FILE
+    try:
+        raw = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no core memory yet", str(path)) from None
+    if is_token(raw):
+        raw = require_cipher(cipher, where=str(path)).decrypt(raw, where=str(path))
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+        return {
+            label: Block(label, str(b["value"]), int(b["limit"]), str(b.get("description", "")))
+            for label, b in doc["blocks"].items()
+        }
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptMemoryError(path, f"not a core-memory document ({exc})") from None

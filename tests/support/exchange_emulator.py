@@ -55,23 +55,26 @@ class _Fault:
 
 
 class BinanceEmulator:
-    """Binance spot REST on ``127.0.0.1:<free port>``, on its own thread (see the module docstring)."""
+    """Binance spot REST on ``127.0.0.1:<free port>`` (or ``port``: a venue that comes up
+    where clients already look), on its own thread (see the module docstring)."""
 
     def __init__(self, *, balances: Mapping[str, float] | None = None, markets: Mapping[str, float] | None = None,
-                 fees: float = 0.001, api_key: str = "emulator-key", api_secret: str = "emulator-secret") -> None:
+                 fees: float = 0.001, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
+                 port: int = 0) -> None:
         self.fees, self.api_key, self._secret = float(fees), api_key, api_secret
         self.balances: dict[str, list[float]] = {a: [float(v), 0.0] for a, v in (balances or {"USDT": 100_000.0}).items()}
         self.prices: dict[str, float] = dict(markets or {"BTC/USDT": 50_000.0})
         self.klines: dict[str, list[list[float]]] = {s: [] for s in self.prices}
         self.orders: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, int]] = []
+        self.queries: list[tuple[str, dict[str, str]]] = []  # (path, parameters) of every request, faulted ones too
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._sockets: list[tuple[web.WebSocketResponse, set[str]]] = []
-        self.port: int | None = None
+        self.port: int | None = port or None
 
     # -- lifecycle ---------------------------------------------------------------------
     @property
@@ -96,7 +99,7 @@ class BinanceEmulator:
         app.router.add_get("/ws/{stream}", self._websocket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
         await site.start()
         return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
@@ -132,6 +135,11 @@ class BinanceEmulator:
         return {"urls": cfg["urls"]["api"], "options": cfg["options"], "rate_limit": False}
 
     # -- the market ----------------------------------------------------------------------
+    def load_bars(self, symbol: str, frame: Any) -> None:
+        """Serve ``frame``'s bars (an OHLCV frame with a UTC index) as the symbol's candles."""
+        for t, row in zip(frame.index, frame.itertuples(), strict=True):
+            self.push_bar(symbol, t.timestamp(), row.Open, row.High, row.Low, row.Close, row.Volume)
+
     def set_price(self, symbol: str, price: float) -> None:
         self.push_bar(symbol, None, price, price, price, price)
 
@@ -209,6 +217,7 @@ class BinanceEmulator:
             if request.method == "POST":
                 raw = await request.text()
                 params.update(dict(parse_qsl(raw)))
+            self.queries.append((request.path, params))
             fault = self._take_fault(request)
             response: web.StreamResponse
             if fault is not None and fault.kind == "drop":
