@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@# A kernel that runs this venv's Python, for papermill and Voila.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (memlab)" >/dev/null
+	@# ...that logs only errors, so no kernel start-up warning lands in an executed notebook's output.
+	$(BIN)/python -m memlab.notebook >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP)

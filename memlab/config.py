@@ -14,6 +14,7 @@ DEFAULT_MEMORY_PATH = Path("data") / "mem_knowledge"
 MEMORY_PATH_ENV = "MEM_MEMORY_PATH"
 ENCRYPTION_KEY_ENV = "MEM_ENCRYPTION_KEY"
 MARKET_DATA_ENV = "MEMLAB_MARKET_DATA"
+STRATEGIES_ENV = "MEMLAB_STRATEGIES"
 
 #: The public market-data venue (a ccxt exchange id) of feeds with no exchange connection:
 #: its candles need no account or credentials.
@@ -33,6 +34,17 @@ def memory_path(path: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return DEFAULT_MEMORY_PATH
+
+
+def strategy_sources(value: str | None = None) -> list[str]:
+    """The strategy files and modules to load in every process: ``value`` if given, else
+    ``$MEMLAB_STRATEGIES``; entries are separated by ``os.pathsep`` or commas, blanks ignored.
+
+    >>> strategy_sources(f"my_strategies.py{os.pathsep}mypackage.strategies, other.py")
+    ['my_strategies.py', 'mypackage.strategies', 'other.py']
+    """
+    text = os.environ.get(STRATEGIES_ENV, "") if value is None else value
+    return [item.strip() for part in text.split(os.pathsep) for item in part.split(",") if item.strip()]
 
 
 def market_data_venue(venue: str | None = None) -> str:

@@ -86,8 +86,14 @@ def test_browser_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path: Path
                 live_health = page.inner_text(".memlab-health")
                 page.screenshot(path=str(tmp_path / "live_monitor_running.png"), full_page=True)
                 assert trader.wait(120) == 0
-                page.wait_for_function("() => document.querySelector('.memlab-banner').innerText"
-                                       ".includes('Trader not running (finished)')", timeout=30_000)
+                try:
+                    page.wait_for_function("() => document.querySelector('.memlab-banner').innerText"
+                                           ".includes('Trader not running (finished)')", timeout=30_000)
+                except Exception as exc:  # say what the page and the stores showed instead
+                    status = (root / "trader_status.json").read_text() if (root / "trader_status.json").exists() else None
+                    raise AssertionError(f"the page missed the end of the session: banner "
+                                         f"{page.inner_text('.memlab-banner')!r}; trader_status.json {status!r}; "
+                                         f"voila log tail {(tmp_path / 'voila.log').read_bytes()[-2000:]!r}") from exc
                 # The session is over, so the stores are final: wait until the page has caught
                 # up with them (a refresh may still be on its way on a loaded machine).
                 final = PaperBroker(root)

@@ -123,3 +123,15 @@ def test_ccxt_download_paginates_caches_and_resumes(tmp_path: Path) -> None:
         assert len(again) == 192
         resumed = kline_calls()[pages:]
         assert int(resumed[0]["startTime"]) == int(pd.Timestamp("2024-01-06", tz="UTC").value // 10**6)
+
+
+def test_samples_load_without_importing_bokeh() -> None:
+    """Importing backtesting.py loads Bokeh, which prints a warning and a loader block into
+    every executed notebook; the samples are its files, read without importing it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from memlab.data import sample; n = len(sample('GOOG')) + len(sample('EURUSD')); "
+            "print(n, 'bokeh' in sys.modules, 'backtesting' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["7148", "False", "False"], out.stdout + out.stderr

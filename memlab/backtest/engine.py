@@ -9,10 +9,58 @@ The bars get the same checks as :func:`memlab.data.load_ohlcv` whichever way the
 in (see :func:`memlab.data.require_ohlcv`): NaN or infinite prices, unsorted or duplicate
 times, a naive index, High below Low are refused naming the column and the first bad
 timestamp; lowercase ``open``…``volume`` columns are taken as ``Open``…``Volume``.
+
+Exits and sizing
+----------------
+``stop_loss``, ``take_profit`` and ``trailing_stop`` are fractions in (0, 1);
+``exit_after=N`` closes a position N bars after its entry; ``size`` is the fraction of
+equity an entry spends (1.0, all in, by default). All are off by default. They follow the
+paper broker's rules (:mod:`memlab.connectors.paper_broker`), so a paper session with a
+stop-loss and a take-profit reconciles with its backtest to 1e-9
+(:func:`memlab.trader.reconcile_with_backtest`):
+
+- **Levels.** A stop is measured from the entry's reference price: the close of the bar
+  whose signal made the entry, the last price known when the order and its stop-loss /
+  take-profit children are sent (with ``fill="close"``, the entry's own price). The
+  stop-loss sits at ``reference * (1 - stop_loss)``, the take-profit at
+  ``reference * (1 + take_profit)``, the trailing stop at ``(1 - trailing_stop)`` times
+  the highest of the reference and the highs of the bars since. An entry that gaps away
+  from the reference keeps these levels. In vectorbt: ``stop_entry_price="valprice"``
+  with ``val_price=-inf``, which values each bar at the previous close.
+- **Fills.** Stops are watched from the bar after the entry. A bar that trades through a
+  level fills at the level; a bar that opens beyond it (a gap) fills at its open. This
+  is vectorbt's own stop price (``get_stop_price_nb``). A bar that touches both levels
+  fills the stop-loss (the paper broker checks it first too).
+- **Slippage.** A stop-loss is a stop order: once triggered it sells at market, and
+  slippage applies. A take-profit is a limit order: no slippage. vectorbt has one
+  ``stop_exit_price`` for both, so the take-profit callback picks it at each bar:
+  ``"stopmarket"`` where the stop-loss is hit, ``"stoplimit"`` where the take-profit is.
+- **Market exits come first.** The strategy's exit and ``exit_after``'s are market
+  orders, filled at the next bar's open, before any price inside that bar: the paper
+  trader cancels the stops when it sends the exit. vectorbt checks stops before signals,
+  so the stop callbacks switch the stops off at that bar. With ``fill="close"`` the exit
+  fills at the close, after the stops, and vectorbt's order applies as it is.
+- **exit_after.** vectorbt's ``from_signals`` has no time exit, and a mask computed from
+  the entry signals cannot make one (when a position opens depends on the stops that
+  closed the one before). A signal function exits the position at the bar N bars after
+  its entry bar (vectorbt's ``init_i``, which the stop callback passes on): a market exit
+  at the open of bar ``e + N`` for an entry at the open of bar ``e`` (at the close with
+  ``fill="close"``). It needs the entry's bar only, never a later price.
+- **size** below 1 spends that fraction of the cash at each entry, fees included
+  (vectorbt's ``size_type="percent"``); flat, the cash is the equity. A position cannot
+  be reversed by a fraction, so it needs ``direction="longonly"``.
+
+The paper trader has no trailing stop and no time exit.
+
+>>> from memlab.data import sample
+>>> result = run(sample("GOOG"), "sma_cross", {"fast": 10, "slow": 30}, stop_loss=0.05, take_profit=0.1)
+>>> result.stats["n_trades"] > 0
+True
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -88,6 +136,122 @@ def check_costs(*, fees: float, slippage: float, fill: str, direction: str) -> N
     CostModel(fees=fees, slippage=slippage)  # refuses either outside [0, 1), naming it
 
 
+def check_exits(
+    *,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    exit_after: int | None = None,
+    size: float = 1.0,
+) -> None:
+    """Refuse exit and sizing settings no backtest can use, naming the one that is wrong.
+
+    Stops are fractions in (0, 1) (``None``: no such stop), measured from the entry's
+    reference price (see the module docstring); ``stop_loss`` and ``trailing_stop`` are
+    one stop-loss each, so at most one of them. ``exit_after`` is a whole number of bars
+    >= 1 (``None``: no time exit); ``size`` is the fraction of equity each entry spends,
+    in (0, 1].
+
+    >>> check_exits(stop_loss=0.02, take_profit=0.05, exit_after=10, size=0.5)
+    >>> check_exits(stop_loss=1.5)
+    Traceback (most recent call last):
+    ...
+    memlab.errors.InvalidInputError: stop_loss must be in (0, 1), got 1.5
+    """
+    for name, value in (("stop_loss", stop_loss), ("take_profit", take_profit),
+                        ("trailing_stop", trailing_stop)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < 1:
+            raise InvalidInputError(f"{name} must be in (0, 1), got {value!r}")
+    if stop_loss is not None and trailing_stop is not None:
+        raise InvalidInputError(f"stop_loss and trailing_stop are both a stop-loss: give one, got "
+                                f"stop_loss={stop_loss!r} and trailing_stop={trailing_stop!r}")
+    if exit_after is not None and (isinstance(exit_after, bool) or not isinstance(exit_after, (int, np.integer))
+                                   or exit_after < 1):
+        raise InvalidInputError(f"exit_after must be a whole number of bars >= 1, got {exit_after!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.number)) or not 0 < size <= 1:
+        raise InvalidInputError(f"size must be in (0, 1], got {size!r}")
+
+
+@functools.cache
+def _exit_kernels() -> tuple[Any, Any, Any]:
+    """The three callbacks vectorbt's ``from_signals`` runs at every bar when exits are set
+    (compiled with the simulation, on first use: numba is imported only then)."""
+    from numba import njit
+    from vectorbt.base.reshape_fns import flex_select_auto_nb as at
+    from vectorbt.portfolio.enums import StopExitPrice
+    from vectorbt.portfolio.nb import get_stop_price_nb
+
+    @njit
+    def market_exit_nb(i, col, position, init_i, closes_long, closes_short, exit_after, flex_2d):  # type: ignore[no-untyped-def]
+        # A market order that closes the position at this bar's open comes before any
+        # price inside the bar, so it cancels the stops (as the paper trader cancels them
+        # when it sends the exit).
+        if position > 0 and at(closes_long, i, col, flex_2d):
+            return True
+        if position < 0 and at(closes_short, i, col, flex_2d):
+            return True
+        return exit_after > 0 and position != 0 and i - init_i >= exit_after
+
+    @njit
+    def signal_nb(c, long_entries, long_exits, short_entries, short_exits, entry_bar, exit_after):  # type: ignore[no-untyped-def]
+        le = at(long_entries, c.i, c.col, c.flex_2d)
+        lx = at(long_exits, c.i, c.col, c.flex_2d)
+        se = at(short_entries, c.i, c.col, c.flex_2d)
+        sx = at(short_exits, c.i, c.col, c.flex_2d)
+        if exit_after > 0 and c.position_now != 0 and c.i - entry_bar[c.col] >= exit_after:
+            if c.position_now > 0:
+                return False, True, se, sx
+            return le, lx, False, True
+        return le, lx, se, sx
+
+    @njit
+    def adjust_sl_nb(c, sl_stop, sl_trail, closes_long, closes_short, exit_after, flex_2d, entry_bar, sl_now):  # type: ignore[no-untyped-def]
+        entry_bar[c.col] = c.init_i  # for signal_nb, called later at this bar
+        stop = sl_stop
+        if market_exit_nb(c.i, c.col, c.position_now, c.init_i, closes_long, closes_short, exit_after, flex_2d):
+            stop = np.nan
+        sl_now[c.col, 0] = c.curr_price
+        sl_now[c.col, 1] = stop
+        return stop, sl_trail
+
+    @njit
+    def adjust_tp_nb(c, tp_stop, closes_long, closes_short, exit_after, flex_2d, sl_now,  # type: ignore[no-untyped-def]
+                     open_, high, low, stop_exit_price):
+        stop = tp_stop
+        if market_exit_nb(c.i, c.col, c.position_now, c.init_i, closes_long, closes_short, exit_after, flex_2d):
+            stop = np.nan
+        # vectorbt reads stop_exit_price after this call: a stop-loss hit at this bar fills
+        # as a stop-market order (slippage applies), a take-profit as a limit (none).
+        kind = StopExitPrice.StopMarket
+        if c.position_now != 0 and not np.isnan(stop):
+            o, h, lo = at(open_, c.i, c.col, flex_2d), at(high, c.i, c.col, flex_2d), at(low, c.i, c.col, flex_2d)
+            sl_hit = np.nan
+            if not np.isnan(sl_now[c.col, 1]):
+                sl_hit = get_stop_price_nb(c.position_now, sl_now[c.col, 0], sl_now[c.col, 1], o, lo, h, True)
+            if np.isnan(sl_hit) and not np.isnan(get_stop_price_nb(c.position_now, c.init_price, stop, o, lo, h, False)):
+                kind = StopExitPrice.StopLimit
+        if stop_exit_price.ndim == 1:
+            stop_exit_price[c.i] = kind
+        else:
+            stop_exit_price[c.i, c.col] = kind
+        return stop
+
+    return signal_nb, adjust_sl_nb, adjust_tp_nb
+
+
+def _closing(le: np.ndarray, lx: np.ndarray, se: np.ndarray, sx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the signals close a long / a short position, as vectorbt resolves them with
+    ``upon_*_conflict="ignore"`` and ``upon_opposite_entry="reverse"``: an entry and an exit
+    of one side at the same bar cancel, so do a long and a short entry."""
+    le, lx = le & ~(le & lx), lx & ~(le & lx)
+    se, sx = se & ~(se & sx), sx & ~(se & sx)
+    both = le & se
+    le, se = le & ~both, se & ~both
+    return lx | se, sx | le
+
+
 def simulate(
     ohlcv: pd.DataFrame,
     signals: pd.DataFrame | dict[str, Any],
@@ -97,27 +261,80 @@ def simulate(
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    exit_after: int | None = None,
+    size: float = 1.0,
 ) -> Any:
     """The vectorbt Portfolio for prepared signals (1-D frame or 2-D arrays per column).
 
     ``ohlcv``'s prices are checked here too (NaN, inf, non-positive, High below Low), so
-    every window a caller cuts is refused the same way; its index is the caller's."""
+    every window a caller cuts is refused the same way; its index is the caller's. The
+    exits and ``size`` are :func:`run`'s; without exits this is vectorbt's plain signal
+    simulation, with them the callbacks of the module docstring."""
     import vectorbt as vbt
 
     check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+    check_exits(stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop,
+                exit_after=exit_after, size=size)
+    if size < 1 and direction == "both":
+        raise InvalidInputError(f"size below 1 needs direction='longonly' (vectorbt cannot reverse a position "
+                                f"by a fraction of equity), got size={size!r} with direction='both'")
     if not isinstance(init_cash, (int, float, np.number)) or not 0 < init_cash < np.inf:
         raise InvalidInputError(f"init_cash must be a positive, finite amount, got {init_cash!r}")
     check_values(ohlcv, source=str(ohlcv.attrs.get("source") or "ohlcv"))
     orders = _orders(signals, fill) if isinstance(signals, pd.DataFrame) else signals
     price = ohlcv["Open"] if fill == "next_open" else ohlcv["Close"]
-    kwargs: dict[str, Any] = {"entries": orders["entries"], "exits": orders["exits"]}
-    if direction == "both":
-        kwargs.update(short_entries=orders["short_entries"], short_exits=orders["short_exits"])
+    common: dict[str, Any] = {
+        "fees": fees, "slippage": slippage, "init_cash": init_cash, "upon_opposite_entry": "reverse",
+        "freq": _freq(ohlcv.index),
+        **({"size": np.inf} if size >= 1 else {"size": float(size), "size_type": "percent"}),
+    }
+    if stop_loss is None and take_profit is None and trailing_stop is None and exit_after is None:
+        kwargs: dict[str, Any] = {"entries": orders["entries"], "exits": orders["exits"]}
+        if direction == "both":
+            kwargs.update(short_entries=orders["short_entries"], short_exits=orders["short_exits"])
+        return vbt.Portfolio.from_signals(
+            ohlcv["Close"], price=price, **({} if direction == "both" else {"direction": "longonly"}),
+            **common, **kwargs,
+        )
+
+    def arr(name: str) -> np.ndarray:
+        return np.asarray(orders[name], dtype=bool)
+
+    le, lx = arr("entries"), arr("exits")
+    se, sx = (arr("short_entries"), arr("short_exits")) if direction == "both" else (np.zeros_like(le),) * 2
+    if fill == "next_open":
+        closes_long, closes_short = _closing(le, lx, se, sx)
+    else:  # filled at the close: a stop touched inside the bar came first
+        closes_long = closes_short = np.zeros_like(le)
+    n_cols = le.shape[1] if le.ndim == 2 else 1
+    entry_bar = np.full(n_cols, -1, dtype=np.int64)
+    sl_now = np.full((n_cols, 2), np.nan)
+    after = int(exit_after or 0)
+    sl = float(stop_loss if stop_loss is not None else trailing_stop if trailing_stop is not None else np.nan)
+    tp = float(take_profit if take_profit is not None else np.nan)
+    signal_nb, adjust_sl_nb, adjust_tp_nb = _exit_kernels()
+    rep = vbt.Rep
     return vbt.Portfolio.from_signals(
-        ohlcv["Close"], price=price, fees=fees, slippage=slippage, init_cash=init_cash,
-        size=np.inf, **({} if direction == "both" else {"direction": "longonly"}),
-        upon_opposite_entry="reverse", freq=_freq(ohlcv.index),
-        **kwargs,
+        ohlcv["Close"], price=price, open=ohlcv["Open"], high=ohlcv["High"], low=ohlcv["Low"], **common,
+        signal_func_nb=signal_nb,
+        signal_args=(rep("long_entries"), rep("long_exits"), rep("short_entries"), rep("short_exits"),
+                     entry_bar, after),
+        broadcast_named_args={"long_entries": le, "long_exits": lx, "short_entries": se, "short_exits": sx,
+                              "closes_long": closes_long, "closes_short": closes_short},
+        sl_stop=sl, sl_trail=trailing_stop is not None, tp_stop=tp, use_stops=True,
+        # The stops' reference: the close the entry was decided at.
+        stop_entry_price="valprice" if fill == "next_open" else "close",
+        val_price=-np.inf if fill == "next_open" else np.inf,
+        stop_exit_price=np.full(le.shape, vbt.portfolio.enums.StopExitPrice.StopMarket, dtype=np.int64),
+        adjust_sl_func_nb=adjust_sl_nb,
+        adjust_sl_args=(sl, trailing_stop is not None, rep("closes_long"), rep("closes_short"),
+                        after if fill == "next_open" else 0, rep("flex_2d"), entry_bar, sl_now),
+        adjust_tp_func_nb=adjust_tp_nb,
+        adjust_tp_args=(tp, rep("closes_long"), rep("closes_short"), after if fill == "next_open" else 0,
+                        rep("flex_2d"), sl_now, rep("open"), rep("high"), rep("low"), rep("stop_exit_price")),
     )
 
 
@@ -173,6 +390,11 @@ def run(
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    exit_after: int | None = None,
+    size: float = 1.0,
 ) -> BacktestResult:
     """Backtest ``strategy`` on ``ohlcv``; parameters default to ``params/``.
 
@@ -181,15 +403,33 @@ def run(
     >>> sorted(result.stats)[:4]
     ['final_value', 'max_drawdown', 'n_trades', 'open_trade']
 
+    Args:
+        ohlcv: bars (a frame, checked by :func:`memlab.data.require_ohlcv`).
+        strategy: a registered strategy's name; ``params`` override its stored parameters.
+        fees, slippage: fractions of traded value in [0, 1).
+        fill: ``"next_open"`` (default) or ``"close"``: when a signal's market order fills.
+        direction: ``"longonly"`` or ``"both"`` (shorts allowed).
+        init_cash: starting cash.
+        stop_loss, take_profit, trailing_stop: fractions in (0, 1) below / above the
+            entry's reference price (see the module docstring); at most one of
+            ``stop_loss`` and ``trailing_stop``.
+        exit_after: close a position this many bars after its entry (>= 1).
+        size: fraction of equity each entry spends, in (0, 1].
+
     Raises:
         DataValidationError: ``ohlcv`` fails a check of :func:`memlab.data.require_ohlcv`.
-        InvalidInputError: an unknown parameter, or fees/slippage outside [0, 1).
+        InvalidInputError: an unknown parameter, fees/slippage outside [0, 1), or an exit
+            or size outside its range (:func:`check_exits`).
     """
     check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+    check_exits(stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop,
+                exit_after=exit_after, size=size)
     ohlcv = require_ohlcv(ohlcv)
     chosen = check_params(strategy, {**load_params(strategy, ohlcv.attrs.get("symbol")), **(params or {})})
     signals = get(strategy)(ohlcv, **chosen)
-    pf = simulate(ohlcv, signals, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
+    pf = simulate(ohlcv, signals, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash,
+                  stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop, exit_after=exit_after,
+                  size=size)
     return BacktestResult(
         strategy=strategy, params=chosen, stats=portfolio_stats(pf, periods_per_year(ohlcv.index)),
         trades=trades_frame(pf), equity=pf.value().rename("equity"), signals=signals, portfolio=pf,

@@ -1,8 +1,10 @@
-"""Parameter sweeps: many parameter sets backtested as the columns of one vectorbt call.
+"""Parameter sweeps: many parameter sets backtested at once, with bounded memory.
 
-The grid is expanded to every combination; combinations are simulated in chunks
-(``chunk_size`` columns per vectorbt call) so memory stays bounded on long histories.
-Indicator values shared by several combinations are computed once per sweep.
+The grid is expanded to every combination. Long-only sweeps run in the fused kernel
+(:mod:`memlab.backtest.fused`): each distinct indicator computed once per sweep, every set
+simulated in one parallel numba pass, vectorbt's numbers set by set. Long/short sweeps
+(and ``engine="vectorbt"``) run as the columns of vectorbt calls, ``chunk_size`` columns
+per call so memory stays bounded on long histories.
 
 Every sweep also says what choosing its best set is worth: each set's equity is
 recorded at the ends of at most :data:`SUBPERIODS` equal sub-periods while it is
@@ -20,13 +22,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.backtest.engine import Direction, Fill, check_costs, periods_per_year, simulate
+from memlab.backtest.engine import (
+    Direction,
+    Fill,
+    check_costs,
+    check_exits,
+    periods_per_year,
+    simulate,
+)
+from memlab.backtest.fused import check_batch, fused_sets
+from memlab.backtest.rules import Indicators, declare
 from memlab.backtest.selection import SelectionReport, selection_report
 from memlab.costs import DEFAULT_COSTS
 from memlab.data.validate import require_ohlcv
 from memlab.errors import InvalidInputError
 from memlab.strategies import BATCH, check_params, get
-from memlab.strategies.library import sma_cross
 
 #: Bar-by-set float64 matrices vectorbt and the stats hold at once (measured: 100 sets of
 #: 525,600 bars peaked at 18 GB).
@@ -102,6 +112,11 @@ def sweep(
     fill: Fill = "next_open",
     direction: Direction = "longonly",
     init_cash: float = 100_000.0,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    exit_after: int | None = None,
+    size: float = 1.0,
     chunk_size: int | None = None,
     memory_budget_gb: float = 2.0,
     progress: bool = True,
@@ -115,15 +130,24 @@ def sweep(
 ) -> pd.DataFrame:
     """Backtest every combination of ``grid``; one row per combination.
 
-    ``engine="auto"`` runs long-only ``sma_cross`` sweeps in the fused kernel of
-    :mod:`memlab.backtest.kernels` (same numbers as vectorbt, far faster) and everything
-    else through vectorbt; ``engine="vectorbt"`` forces vectorbt.
+    The costs, ``fill``, ``direction``, exits (``stop_loss``, ``take_profit``,
+    ``trailing_stop``, ``exit_after``) and ``size`` are :func:`memlab.backtest.run`'s,
+    applied to every set.
+
+    ``engine="auto"`` runs long-only sweeps in the fused kernel of
+    :mod:`memlab.backtest.fused` (same numbers as vectorbt, far faster, memory bounded by
+    ``memory_budget_gb`` whatever the number of sets) and long/short sweeps through
+    vectorbt; ``engine="vectorbt"`` forces vectorbt. A strategy with a batch function
+    (``memlab.strategies.BATCH[name]``, see :mod:`memlab.backtest.rules`) has each
+    distinct indicator computed once per sweep; one without is fused from its own signal
+    frames, a chunk of sets at a time.
 
     ``scheduler`` (``"local"`` or ``"tcp://HOST:8786"``) splits the sets into ``parts``
     and runs them on Dask workers; rows come back in grid order either way.
 
-    ``chunk_size`` (parameter sets per vectorbt call) defaults to what fits in
-    ``memory_budget_gb``: vectorbt holds a few dozen bar-by-set matrices per call.
+    ``chunk_size`` is the most parameter sets per kernel or vectorbt call; vectorbt's
+    default is what fits in ``memory_budget_gb`` (it holds a few dozen bar-by-set
+    matrices per call).
 
     Columns: the parameters, then ``total_return``, ``n_trades``, ``win_rate``,
     ``sharpe``, ``max_drawdown`` (as in :func:`memlab.backtest.run`). Combinations the
@@ -143,13 +167,26 @@ def sweep(
     >>> report.n_trials, report.chosen == table.loc[table["sharpe"].idxmax(), ["fast", "slow"]].to_dict()
     (4, True)
     """
+    from memlab.strategies import check_grid; check_grid(strategy, grid)  # noqa: E702, I001 - refuses unknown names
     ohlcv = require_ohlcv(ohlcv)  # the same checks as load_ohlcv: NaN, inf, unsorted or naive times...
+    if engine not in ("auto", "vectorbt"):
+        raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
+    check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+    exits: dict[str, Any] = {"stop_loss": stop_loss, "take_profit": take_profit, "trailing_stop": trailing_stop,
+                             "exit_after": exit_after, "size": size}
+    check_exits(**exits)
     fn = get(strategy)
+    batch = BATCH.get(strategy) if _fused(engine, direction) else None
+    two_bars = Indicators(ohlcv.iloc[:2])
+    expanded = expand_grid(grid)
     combos = []
-    for combo in expand_grid(grid):
+    for combo in expanded:
         try:
             params = check_params(strategy, combo)
-            fn(ohlcv.iloc[:2], **params)  # the strategy's own checks, on two bars
+            if batch is not None:
+                declare(batch, two_bars, params, strategy)  # refuses what the strategy refuses
+            else:
+                fn(ohlcv.iloc[:2], **params)  # the strategy's own checks, on two bars
         except InvalidInputError:
             if not skip_invalid:
                 raise
@@ -157,16 +194,16 @@ def sweep(
         combos.append(params)
     if not combos:
         raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
-    if engine not in ("auto", "vectorbt"):
-        raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")
+    if batch is not None:
+        check_batch(ohlcv, strategy, expanded, combos[0])
     options: dict[str, Any] = {"fees": fees, "slippage": slippage, "fill": fill, "direction": direction, "init_cash": init_cash,
-               "chunk_size": chunk_size, "memory_budget_gb": memory_budget_gb, "engine": engine}
+               "chunk_size": chunk_size, "memory_budget_gb": memory_budget_gb, "engine": engine, **exits}
     edges = subperiod_edges(len(ohlcv)) if selection else np.empty(0, dtype=np.int64)
     if scheduler is not None:
         from memlab.training.distributed import fan_out
 
-        size = -(-len(combos) // max(1, parts))
-        pieces = [combos[i : i + size] for i in range(0, len(combos), size)]
+        per_part = -(-len(combos) // max(1, parts))
+        pieces = [combos[i : i + per_part] for i in range(0, len(combos), per_part)]
         results = fan_out(_sweep_piece, [(ohlcv, strategy, piece, {**options, "marks_at": edges}) for piece in pieces],
                           scheduler=scheduler, desc=f"sweep {strategy}", progress=progress)
         table = pd.concat([r[0] for r in results], ignore_index=True)
@@ -213,13 +250,23 @@ def _run_sets(
     engine: str,
     progress: bool,
     marks_at: np.ndarray,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    trailing_stop: float | None = None,
+    exit_after: int | None = None,
+    size: float = 1.0,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Backtest ``combos`` (already checked): the table, and each set's equity at the bars ``marks_at``."""
     from tqdm.auto import tqdm
 
-    if engine == "auto" and strategy == "sma_cross" and direction == "longonly" and get(strategy) is sma_cross:
-        return _sma_cross_kernel_sweep(ohlcv, combos, fees=fees, slippage=slippage, fill=fill,
-                                       init_cash=init_cash, progress=progress, marks_at=marks_at)
+    exits: dict[str, Any] = {"stop_loss": stop_loss, "take_profit": take_profit, "trailing_stop": trailing_stop,
+                             "exit_after": exit_after, "size": size}
+    if _fused(engine, direction):
+        check_costs(fees=fees, slippage=slippage, fill=fill, direction=direction)
+        check_exits(**exits)
+        return fused_sets(ohlcv, strategy, combos, fees=fees, slippage=slippage, fill=fill, init_cash=init_cash,
+                          chunk_size=chunk_size, memory_budget_gb=memory_budget_gb, progress=progress,
+                          marks_at=marks_at, **exits)
     fn = get(strategy)
     if chunk_size is None:
         chunk_size = max(1, min(200, int(memory_budget_gb * 1e9 / (len(ohlcv) * 8 * _MATRICES_PER_SET))))
@@ -228,7 +275,6 @@ def _run_sets(
     rows: list[dict[str, Any]] = []
     marks = np.empty((len(combos), len(marks_at)))
     bar = tqdm(total=len(combos), desc=f"sweep {strategy}", unit="set", disable=not progress)
-    batch = BATCH.get(strategy)
     # Sweeps need numbers only: a RangeIndex spares vectorbt converting a tz-aware
     # DatetimeIndex to Python objects on every check and wrap (most of the time otherwise).
     plain = ohlcv[["Open", "High", "Low", "Close", "Volume"]].reset_index(drop=True)
@@ -238,20 +284,18 @@ def _run_sets(
             n = len(ohlcv)
             names = ("entries", "exits", "short_entries", "short_exits")
             orders = {k: np.zeros((n, len(chunk)), dtype=bool) for k in names}
-            if batch is not None:
-                per_combo = batch(ohlcv, chunk)
-            else:
-                per_combo = (
-                    tuple(sig[c].to_numpy(dtype=bool) for c in ("entry", "exit", "short_entry", "short_exit"))
-                    for sig in (fn(ohlcv, **params) for params in chunk)
-                )
+            per_combo = (
+                tuple(sig[c].to_numpy(dtype=bool) for c in ("entry", "exit", "short_entry", "short_exit"))
+                for sig in (fn(ohlcv, **params) for params in chunk)
+            )
             for j, arrays in enumerate(per_combo):
                 for arg, values in zip(names, arrays, strict=True):
                     if shift:
                         orders[arg][1:, j] = values[:-1]
                     else:
                         orders[arg][:, j] = values
-            pf = simulate(plain, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash)
+            pf = simulate(plain, orders, fees=fees, slippage=slippage, fill=fill, direction=direction, init_cash=init_cash,
+                          **exits)
             values = pf.value().to_numpy()
             marks[lo : lo + len(chunk)] = values[marks_at].T
             stats = _column_stats(values, ppy)
@@ -275,32 +319,6 @@ def _run_sets(
     return pd.DataFrame(rows), marks
 
 
-def _sma_cross_kernel_sweep(ohlcv: pd.DataFrame, combos: list[dict[str, Any]], *, fees: float, slippage: float,
-                            fill: Fill, init_cash: float, progress: bool,
-                            marks_at: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    from tqdm.auto import tqdm
-
-    from memlab.backtest.kernels import sma_cross_long_nb
-
-    check_costs(fees=fees, slippage=slippage, fill=fill, direction="longonly")
-    close = ohlcv["Close"]
-    windows = sorted({int(c["fast"]) for c in combos} | {int(c["slow"]) for c in combos})
-    position = {w: i for i, w in enumerate(windows)}
-    # The same rolling means as the strategy function, so crossings are identical.
-    mas = np.vstack([close.rolling(w).mean().to_numpy() for w in tqdm(windows, desc="moving averages", disable=not progress)])
-    fast_idx = np.array([position[int(c["fast"])] for c in combos], dtype=np.int64)
-    slow_idx = np.array([position[int(c["slow"])] for c in combos], dtype=np.int64)
-    out, marks = sma_cross_long_nb(ohlcv["Open"].to_numpy(np.float64), close.to_numpy(np.float64), mas, fast_idx,
-                                   slow_idx, fill == "next_open", float(fees), float(slippage), float(init_cash),
-                                   np.ascontiguousarray(marks_at, dtype=np.int64))
-    ppy = periods_per_year(ohlcv.index)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(out[:, 4] > 0, out[:, 3] / out[:, 4] * np.sqrt(ppy), np.nan)
-        win_rate = np.where(out[:, 1] > 0, out[:, 2] / out[:, 1], np.nan)
-    table = pd.DataFrame(combos)
-    table["total_return"] = out[:, 0]
-    table["n_trades"] = out[:, 1].astype(np.int64)
-    table["win_rate"] = win_rate
-    table["sharpe"] = sharpe
-    table["max_drawdown"] = out[:, 5]
-    return table, marks
+def _fused(engine: str, direction: str) -> bool:
+    """Whether a sweep runs in the fused kernel: long-only, unless vectorbt is asked for."""
+    return engine == "auto" and direction == "longonly"

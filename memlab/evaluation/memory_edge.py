@@ -348,12 +348,9 @@ def verdict(diff: float, low: float, high: float, level: float, identical: bool 
 
 # -- one market -----------------------------------------------------------------------------
 def _grid(cfg: EvaluationConfig) -> Mapping[str, Sequence[Any]]:
-    from memlab.training.trainer import DEFAULT_GRIDS
+    from memlab.strategies import default_grid
 
-    grid = cfg.grid or DEFAULT_GRIDS.get(cfg.strategy)
-    if not grid:
-        raise InvalidInputError(f"no default grid for {cfg.strategy}; pass grid=")
-    return grid
+    return cfg.grid or default_grid(cfg.strategy)
 
 
 def _fold_trades(ohlcv: pd.DataFrame, cfg: EvaluationConfig, params: Mapping[str, Any], t0: int, t1: int,

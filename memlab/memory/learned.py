@@ -1,9 +1,9 @@
 """The base class of the learned strategies written to ``strategy_modules.py``.
 
 A learned strategy is a versioned class holding the thresholds training chose
-(``params``) and the signal function they feed (``base``, ``"module:function"``). Its
-instances expose each parameter as an attribute, as in the seed
-(``self.rsi_threshold = 35``).
+(``params``) and the signal function they feed (``base``, ``"module:function"`` or
+``"/path/to/file.py:function"``). Its instances expose each parameter as an attribute,
+as in the seed (``self.rsi_threshold = 35``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ import pandas as pd
 
 
 def resolve(base: str) -> Callable[..., Any]:
-    """Import ``"package.module:function"``."""
-    module_name, _, attr = base.partition(":")
+    """Import ``"package.module:function"``, or load ``"/path/to/file.py:function"``."""
+    module_name, _, attr = base.rpartition(":")
     if not module_name or not attr:
         raise ValueError(f"base {base!r} must look like 'package.module:function'")
+    if module_name.endswith(".py"):  # a strategy file of the user's
+        from memlab.strategies.plugins import resolve_base
+
+        return resolve_base(base)  # type: ignore[return-value]
     return getattr(importlib.import_module(module_name), attr)
 
 

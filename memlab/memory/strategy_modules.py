@@ -4,6 +4,12 @@ Saving ``LearnedHighVolatility`` twice leaves both ``LearnedHighVolatility_v1`` 
 ``LearnedHighVolatility_v2`` in the file, and the plain name ``LearnedHighVolatility``
 pointing at the newest. Older versions are never overwritten, so a past result can be
 reproduced with the exact thresholds it used.
+
+Each version records the strategy it was trained on, its ``base``: where the code lives
+(``package.module:function``, or ``/path/to/file.py:function`` for a strategy file of the
+user's) and ``base_sha256``, the hash of that code (see
+:func:`memlab.strategies.plugins.strategy_base`). Loading a version whose base is gone or
+changed raises :class:`StaleBaseError`, naming the base and what changed.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from memlab.errors import InvalidInputError
+from memlab.errors import InvalidInputError, MemlabError
 from memlab.memory.audit import AuditTrail, sha256_hex
 from memlab.memory.crypto import MemoryCipher
 from memlab.memory.durable import atomic_write_bytes, ensure_private_dir, file_lock, lock_path_for
@@ -40,6 +46,14 @@ new version with StrategyModuleStore.save() rather than editing by hand:
 
 from memlab.memory.learned import LearnedStrategy
 '''
+
+
+class StaleBaseError(MemlabError):
+    """A learned strategy's base (the strategy it was trained on) is gone or its code changed."""
+
+    def __init__(self, message: str, base: str) -> None:
+        super().__init__(message)
+        self.base = base
 
 
 def _literal(name: str, value: Any) -> str:
@@ -116,8 +130,12 @@ class StrategyModuleStore:
                 out.append((m.group("name"), int(m.group("version"))))
         return out
 
-    def load(self, name: str, version: int | None = None) -> type[LearnedStrategy]:
+    def load(self, name: str, version: int | None = None, *, check_base: bool = True) -> type[LearnedStrategy]:
         """Import the file and return the class of ``name`` (newest, or ``version``).
+
+        With ``check_base`` (the default), the strategy it was trained on must still be there
+        with the same code: otherwise :class:`StaleBaseError` names the base and what changed
+        (``check_base=False`` reads the parameters of such a version anyway).
 
         The file is run only when the audit trail holds a record of memlab writing exactly
         these bytes, and the trail itself is intact (its chain, and the head kept beside
@@ -139,7 +157,16 @@ class StrategyModuleStore:
         module = types.ModuleType(module_name)
         module.__file__ = str(self.path)
         exec(compile(data, str(self.path), "exec"), module.__dict__)  # only the bytes the trail vouched for
-        return getattr(module, f"{name}_v{chosen}")
+        learned = getattr(module, f"{name}_v{chosen}")
+        if check_base:
+            from memlab.strategies.plugins import base_problem
+
+            problem = base_problem(learned.base, getattr(learned, "base_sha256", ""))
+            if problem is not None:
+                raise StaleBaseError(f"learned strategy {name}_v{chosen} in {self.path}: its base {learned.base} "
+                                     f"{problem}; retrain it, or load it with check_base=False to read its "
+                                     "parameters", learned.base)
+        return learned
 
     # -- writing -----------------------------------------------------------------
     def save(
@@ -151,14 +178,21 @@ class StrategyModuleStore:
         reason: str,
         metrics: Mapping[str, Any] | None = None,
         learned_at: datetime | None = None,
+        base_sha256: str = "",
     ) -> int:
-        """Append a new version of ``name`` and point the plain name at it; returns the version."""
+        """Append a new version of ``name`` and point the plain name at it; returns the version.
+
+        ``base`` is ``package.module:function`` or ``/path/to/file.py:function``;
+        ``base_sha256`` the hash of its code, checked on :meth:`load` (see
+        :func:`memlab.strategies.plugins.strategy_base`)."""
         if not name.isidentifier() or keyword.iskeyword(name) or _VERSIONED.match(name):
             raise InvalidInputError(
                 f"{name!r} is not usable as a strategy name (a Python identifier not ending in _vN)"
             )
         if ":" not in base:
             raise InvalidInputError(f"base {base!r} must look like 'package.module:function'")
+        if base_sha256 and not re.fullmatch(r"[0-9a-f]{64}", base_sha256):
+            raise InvalidInputError(f"base_sha256 {base_sha256!r} is not a sha256 in hex")
         for key in params:
             if not str(key).isidentifier() or keyword.iskeyword(str(key)):
                 raise InvalidInputError(f"parameter name {key!r} must be a Python identifier")
@@ -195,6 +229,7 @@ class StrategyModuleStore:
                 f"    version = {version}\n"
                 f"    learned_at = {when!r}\n"
                 f"    base = {_literal('base', base)}\n"
+                f"    base_sha256 = {_literal('base_sha256', base_sha256)}\n"
                 f"    reason = {_literal('reason', str(reason))}\n"
                 f"    params = {_literal('params', params_plain)}\n"
                 f"    metrics = {_literal('metrics', metrics_plain)}\n"

@@ -6,18 +6,20 @@
 True
 
 The signal frame's columns are documented in :mod:`memlab.strategies.signal_frame`. To add a
-strategy, write ``f(ohlcv, **params) -> signal frame`` and :func:`register` it.
+strategy, write ``f(ohlcv, **params) -> signal frame`` and declare it with :func:`strategy`
+(or :func:`register`), with its default grid and parameter bounds
+(:mod:`memlab.strategies.registry`). In a file of your own, it works by name from every
+command with ``--strategy-file`` or ``MEMLAB_STRATEGIES``, and from an installed package
+through the ``memlab.strategies`` entry point group (:mod:`memlab.strategies.plugins`).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from memlab.errors import InvalidInputError
 from memlab.strategies.library import (
     high_volatility,
     momentum,
@@ -26,65 +28,53 @@ from memlab.strategies.library import (
     sma_cross_batch,
 )
 from memlab.strategies.params import default_params, load_params
-from memlab.strategies.signal_frame import SIGNAL_COLUMNS, signal_frame
-
-StrategyFn = Callable[..., pd.DataFrame]
-
-REGISTRY: dict[str, StrategyFn] = {
-    "momentum": momentum,
-    "sma_cross": sma_cross,
-    "rsi_reversion": rsi_reversion,
-    "high_volatility": high_volatility,
-}
-
-#: Optional fast paths for sweeps: ``f(ohlcv, combos)`` yielding signal arrays per combo.
-BATCH: dict[str, Callable[..., Any]] = {"sma_cross": sma_cross_batch}
-
-
-def register(name: str, fn: StrategyFn) -> None:
-    """Make ``fn`` available by ``name`` everywhere (backtest, training, trader)."""
-    if not name.isidentifier():
-        raise InvalidInputError(f"strategy name {name!r} must be an identifier")
-    REGISTRY[name] = fn
-    BATCH.pop(name, None)  # a replaced strategy must not keep the old fast path
-
-
-def get(name: str) -> StrategyFn:
-    """The strategy function called ``name``."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise InvalidInputError(f"unknown strategy {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
-
-
-def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` merged over the function's defaults; unknown names are an error."""
-    fn = get(name)
-    sig = inspect.signature(fn)
-    accepted = [p for p in list(sig.parameters)[1:]]
-    unknown = set(params) - set(accepted)
-    if unknown:
-        raise InvalidInputError(f"{name} has no parameter(s) {sorted(unknown)}; it takes {accepted}")
-    merged = {p: sig.parameters[p].default for p in accepted}
-    merged.update(params)
-    return merged
+from memlab.strategies.plugins import load_strategy_file, use_strategy_files
+from memlab.strategies.registry import (
+    BATCH,
+    REGISTRY,
+    StrategyFn,
+    StrategySpec,
+    check_grid,
+    check_params,
+    default_grid,
+    get,
+    register,
+    spec_of,
+    strategy,
+)
+from memlab.strategies.signal_frame import SIGNAL_COLUMNS, check_signal_frame, signal_frame
 
 
 def compute_signals(name: str, ohlcv: pd.DataFrame, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Run strategy ``name`` over ``ohlcv`` with ``params`` (defaults from ``params/``)."""
+    """Run strategy ``name`` over ``ohlcv`` with ``params`` (defaults from ``params/``); a
+    result that is not a signal frame for ``ohlcv`` is an error naming the column."""
     chosen = check_params(name, {**load_params(name), **(params or {})})
-    return get(name)(ohlcv, **chosen)
+    return check_signal_frame(name, ohlcv, get(name)(ohlcv, **chosen))
 
 
 __all__ = [
     "BATCH",
     "REGISTRY",
     "SIGNAL_COLUMNS",
+    "StrategyFn",
+    "StrategySpec",
+    "check_grid",
     "check_params",
+    "check_signal_frame",
     "compute_signals",
+    "default_grid",
     "default_params",
     "get",
+    "high_volatility",
     "load_params",
+    "load_strategy_file",
+    "momentum",
     "register",
+    "rsi_reversion",
     "signal_frame",
+    "sma_cross",
+    "sma_cross_batch",
+    "spec_of",
+    "strategy",
+    "use_strategy_files",
 ]

@@ -7,6 +7,7 @@ settles after a later start, 2 for a usage error::
     memlab check-strategy rsi_reversion --sample EURUSD --param period=21
     memlab check-strategy mypackage.strategies:breakout --data prices.parquet --json
     memlab check-strategy --all --synthetic 5000
+    memlab check-strategy bollinger --strategy-file my_strategies.py
 """
 
 from __future__ import annotations
@@ -33,7 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="strategy parameter (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_strategy_file_argument(p)
     p.set_defaults(func=_command)
+
+
+def add_strategy_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``--strategy-file PATH`` (repeatable): strategies of the user's, loaded before any name
+    is resolved (see :func:`memlab.strategies.use_strategy_files`)."""
+    from memlab.cli import existing_file
+
+    parser.add_argument("--strategy-file", action="append", default=[], type=existing_file, metavar="PATH",
+                        help="a .py file declaring strategies of your own with @strategy (repeatable; "
+                             "also $MEMLAB_STRATEGIES); then use them by name")
 
 
 def parse_params(name: str, items: list[str]) -> dict[str, Any]:
@@ -99,9 +111,10 @@ def _bars(args: argparse.Namespace) -> Any:
 
 def _command(args: argparse.Namespace) -> int:
     from memlab.errors import InvalidInputError
-    from memlab.strategies import REGISTRY
+    from memlab.strategies import REGISTRY, use_strategy_files
     from memlab.strategies.lookahead import check_strategy, resolve_strategy
 
+    use_strategy_files(args.strategy_file)
     if args.all == (args.name is not None):
         raise InvalidInputError("check-strategy takes a strategy NAME or --all (one of them); "
                                 f"known: {', '.join(sorted(REGISTRY))}")

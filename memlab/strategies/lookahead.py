@@ -279,9 +279,10 @@ def check_strategy(
 def resolve_strategy(strategy: str | Callable[..., pd.DataFrame]) -> tuple[str, Callable[..., pd.DataFrame]]:
     """The name and function of ``strategy``: a registered name, ``module:function``, or a function."""
     from memlab.strategies import REGISTRY, get
+    from memlab.strategies.registry import name_of
 
     if callable(strategy):
-        registered = next((k for k, v in REGISTRY.items() if v is strategy), None)
+        registered = name_of(strategy)
         return registered or getattr(strategy, "__name__", repr(strategy)), strategy
     if not isinstance(strategy, str):
         raise InvalidInputError(f"strategy must be a name or a function, got {type(strategy).__name__}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from memlab.errors import InvalidInputError
+
 SIGNAL_COLUMNS: tuple[str, ...] = ("entry", "exit", "short_entry", "short_exit", "confidence")
 
 
@@ -45,6 +47,43 @@ def signal_frame(
          "short_exit": flag(short_exit), "confidence": conf},
         index=index,
     )
+
+
+def check_signal_frame(name: str, ohlcv: pd.DataFrame, frame: object) -> pd.DataFrame:
+    """``frame`` if it is a signal frame for ``ohlcv`` (every column above, boolean flags, one
+    row per bar on the bars' own index); otherwise an error naming strategy ``name`` and what
+    is wrong, the column first.
+
+    >>> bars = pd.DataFrame({"Close": [1.0, 2.0]}, index=pd.date_range("2024", periods=2, tz="UTC"))
+    >>> check_signal_frame("mine", bars, signal_frame(bars.index, [True, False], [False, True])).shape
+    (2, 5)
+    >>> check_signal_frame("mine", bars, pd.DataFrame({"entry": [True, False]}, index=bars.index))
+    Traceback (most recent call last):
+    ...
+    memlab.errors.InvalidInputError: strategy 'mine' returned no 'exit' column; a signal frame has entry, exit, short_entry, short_exit, confidence (build it with memlab.strategies.signal_frame)
+    """
+    build = "(build it with memlab.strategies.signal_frame)"
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInputError(f"strategy {name!r} returned {type(frame).__name__}, not a signal frame: a DataFrame "
+                                f"with columns {', '.join(SIGNAL_COLUMNS)} {build}")
+    missing = [c for c in SIGNAL_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"strategy {name!r} returned no {missing[0]!r} column; a signal frame has "
+                                f"{', '.join(SIGNAL_COLUMNS)} {build}")
+    if len(frame) != len(ohlcv):
+        raise InvalidInputError(f"strategy {name!r} returned {len(frame)} rows for {len(ohlcv)} bars: column "
+                                f"{SIGNAL_COLUMNS[0]!r} and every other needs one value per bar, on the bars' index")
+    if not frame.index.equals(ohlcv.index):
+        at = next((i for i, (a, b) in enumerate(zip(frame.index, ohlcv.index, strict=True)) if a != b), 0)
+        raise InvalidInputError(f"strategy {name!r} returned rows for other times than its bars (row {at}: "
+                                f"{frame.index[at]} for bar {ohlcv.index[at]}); index it by ohlcv.index")
+    for col in SIGNAL_COLUMNS[:4]:
+        if frame[col].dtype != bool:
+            raise InvalidInputError(f"strategy {name!r}: column {col!r} is {frame[col].dtype}, not bool {build}")
+    if not pd.api.types.is_numeric_dtype(frame["confidence"]) or pd.api.types.is_bool_dtype(frame["confidence"]):
+        raise InvalidInputError(f"strategy {name!r}: column 'confidence' is {frame['confidence'].dtype}, "
+                                "not a number in 0-1 (NaN where there is no signal)")
+    return frame
 
 
 def crossed_above(a: pd.Series, b: pd.Series | float) -> pd.Series:

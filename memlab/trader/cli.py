@@ -6,6 +6,7 @@ in hand; running the same command again resumes where it stopped::
 
     SYMBOL=GOOG STRATEGY=sma_cross memlab paper --sample GOOG --sizing full
     memlab paper --symbol BTC/USDT --strategy momentum --synthetic 50000 --speed 600
+    memlab paper --symbol GOOG --strategy bollinger --strategy-file my_strategies.py --sample GOOG
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ from memlab.cli import (
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from memlab.strategies.cli import add_strategy_file_argument
+
     p = sub.add_parser("paper", help="run a paper (or confirmed live) trading session: feed -> agent -> broker -> memory",
                        description=__doc__.split("\n")[0])
     p.add_argument("--symbol", default=None, help="market(s), comma-separated (default: $SYMBOL or BTC/USDT)")
     p.add_argument("--strategy", default=None, help="default: $STRATEGY or momentum")
+    add_strategy_file_argument(p)
     p.add_argument("--mode", choices=("paper", "live"), default=None, help="default: $TRADING_MODE or paper")
     p.add_argument("--confirm-live", action="store_true", help="required for --mode live (real orders)")
     p.add_argument("--broker", default=None, help="live mode: ccxt exchange id (default: $BROKER or binance)")
@@ -72,8 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def config_from_args(args: argparse.Namespace) -> Any:
     from memlab.errors import InvalidInputError
+    from memlab.strategies import use_strategy_files
     from memlab.trader import TraderConfig
 
+    use_strategy_files(getattr(args, "strategy_file", None))
     for item in args.param:
         name, sep, _ = item.partition("=")
         if not sep or not name.strip():

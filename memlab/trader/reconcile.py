@@ -3,7 +3,10 @@
 The paper broker fills market orders at the next bar's open with the same fees and
 slippage as :func:`memlab.backtest.simulate`; with ``sizing="full"`` (all free cash on
 each entry, as a backtest sizes) the session's return must equal the backtest's. A
-difference means a fill, a fee or a signal went differently: worth knowing before
+session's ``stop_loss`` / ``take_profit`` go to the backtest too: the paper broker's
+children and :func:`memlab.backtest.simulate`'s stops follow the same rules (levels from
+the signal bar's close, checked from the bar after the entry, a gap filled at the open).
+A difference means a fill, a fee or a signal went differently: worth knowing before
 trusting either.
 """
 
@@ -39,7 +42,7 @@ def reconcile_with_backtest(config: TraderConfig) -> dict[str, Any]:
         params = strategy_params(config, symbol, stores)
     signals = compute_signals(config.strategy, bars, params).iloc[warmup:]
     pf = backtest.simulate(bars.iloc[warmup:], signals, fees=config.fees, slippage=config.slippage,
-                           init_cash=config.balance)
+                           init_cash=config.balance, stop_loss=config.stop_loss, take_profit=config.take_profit)
     broker = PaperBroker(config.memory_path)
     try:
         paper = broker.equity(config.quote_for(symbol)) / config.balance - 1

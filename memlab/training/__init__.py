@@ -10,11 +10,10 @@
 from memlab.training.distributed import fan_out
 from memlab.training.experience import trades_to_decisions
 from memlab.training.runner import NightlyRunError, run_nightly
-from memlab.training.trainer import DEFAULT_GRIDS, TrainingConfig, TrainingError, load_symbol, train
+from memlab.training.trainer import TrainingConfig, TrainingError, load_symbol, train
 from memlab.training.walkforward import WalkForwardReport, walk_forward
 
 __all__ = [
-    "DEFAULT_GRIDS",
     "NightlyRunError",
     "TrainingConfig",
     "TrainingError",

@@ -3,6 +3,9 @@
 A cron line for a nightly run at 02:00 (from the project folder)::
 
     0 2 * * * cd /path/to/memlab && .venv/bin/memlab nightly --symbols GOOG EURUSD >> runs/cron.log 2>&1
+
+A strategy of your own: ``--strategy bollinger --strategy-file my_strategies.py`` (the file
+is loaded here, in Dask workers and in the nightly notebook's kernel).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from memlab.cli import timestamp
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from memlab.strategies.cli import add_strategy_file_argument
+
     for name, helptext in (("nightly", "run notebooks/nightly_training.ipynb with papermill into runs/YYYY-MM-DD/"),
                            ("train", "walk-forward training straight into memory (no notebook)")):
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--symbols", nargs="+", type=market_spec, default=["GOOG", "EURUSD"], help="samples, .csv/.parquet paths, or synthetic:SEED[:BARS]")
-        p.add_argument("--strategy", default="sma_cross")
+        p.add_argument("--strategy", default="sma_cross", help="a strategy by name (default sma_cross)")
+        add_strategy_file_argument(p)
         p.add_argument("--start", type=timestamp, default=None, help="first date to use (UTC)")
         p.add_argument("--end", type=timestamp, default=None, help="last date to use (UTC)")
         p.add_argument("--memory-path", default=None)
@@ -70,11 +76,23 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
             "min_dsr": args.min_dsr, "force": args.force}
 
 
+def _strategy_files(args: argparse.Namespace) -> str | list[str] | None:
+    """Load ``--strategy-file``s (an error names the file) and return them for the notebook."""
+    from memlab.strategies import use_strategy_files
+
+    use_strategy_files(args.strategy_file)
+    files = [str(Path(f).resolve()) for f in args.strategy_file]
+    return None if not files else files[0] if len(files) == 1 else files
+
+
 def _nightly(args: argparse.Namespace) -> int:
+    from memlab.strategies import get
     from memlab.training.runner import NightlyRunError, run_nightly
 
+    parameters = {**_parameters(args), "strategy_file": _strategy_files(args)}
+    get(args.strategy)  # an unknown name is a usage error here, not a failed notebook cell
     try:
-        run_dir = run_nightly(_parameters(args), notebook=args.notebook, out_root=args.out)
+        run_dir = run_nightly(parameters, notebook=args.notebook, out_root=args.out)
     except NightlyRunError as exc:
         print(f"memlab nightly: FAILED: {exc}")
         return 1
@@ -86,6 +104,7 @@ def _train(args: argparse.Namespace) -> int:
     from memlab.backtest.selection import SelectionRefused
     from memlab.training.trainer import TrainingConfig, train
 
+    _strategy_files(args)
     try:
         summary = train(TrainingConfig(**_parameters(args)))  # type: ignore[arg-type]
     except SelectionRefused as exc:

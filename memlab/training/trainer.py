@@ -24,14 +24,6 @@ from memlab.errors import InvalidInputError, MemlabError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "sma_cross": {"fast": [5, 10, 15, 20], "slow": [30, 50, 80]},
-    "momentum": {"lookback": [10, 20, 40], "threshold": [0.01, 0.03, 0.05]},
-    "rsi_reversion": {"period": [7, 14], "lower": [25, 30], "upper": [70, 75]},
-    "high_volatility": {"volatility_threshold": [1.0, 2.0], "rsi_threshold": [30, 35, 40]},
-}
-
-
 class TrainingError(MemlabError):
     """Training failed; nothing was written."""
 
@@ -39,7 +31,8 @@ class TrainingError(MemlabError):
 @dataclass
 class TrainingConfig:
     """What to train: ``symbols`` are sample names (GOOG), file paths, or
-    ``synthetic:SEED[:BARS]``; the grid defaults to :data:`DEFAULT_GRIDS`. ``start`` and
+    ``synthetic:SEED[:BARS]``; the grid defaults to the one the strategy declares
+    (:func:`memlab.strategies.default_grid`). ``start`` and
     ``end`` bound the history used (a time, or a mapping of symbol to time for markets
     with different calendars): bars after ``end`` stay unseen, for paper trading.
 
@@ -112,6 +105,7 @@ def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
     from memlab import backtest
     from memlab.features import market_features
     from memlab.memory.decisions import IN_SAMPLE, OUT_OF_SAMPLE
+    from memlab.strategies import default_grid
     from memlab.training.experience import trades_to_decisions
     from memlab.training.walkforward import walk_forward
 
@@ -120,9 +114,7 @@ def train_symbol(task: tuple[str, TrainingConfig]) -> SymbolResult:
     end = cfg.end.get(spec) if isinstance(cfg.end, Mapping) else cfg.end
     ohlcv = load_symbol(spec, start=start, end=end)
     symbol = ohlcv.attrs.get("symbol", spec)
-    grid = dict(cfg.grid or DEFAULT_GRIDS.get(cfg.strategy) or {})
-    if not grid:
-        raise InvalidInputError(f"no default grid for {cfg.strategy}; pass grid=")
+    grid = dict(cfg.grid or default_grid(cfg.strategy))
     test = cfg.test_bars or max(len(ohlcv) // 8, 20)
     train_n = cfg.train_bars or min(3 * test, len(ohlcv) - test)
     report = walk_forward(ohlcv, cfg.strategy, grid, train_bars=train_n, test_bars=test, metric=cfg.metric,
@@ -176,11 +168,12 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
     Returns a JSON-ready summary (also what ``memlab nightly`` stores in summary.json).
     """
     from memlab.memory import MemoryStores
-    from memlab.strategies import get
+    from memlab.strategies import check_grid, default_grid
     from memlab.strategies.params import save_trained
+    from memlab.strategies.plugins import strategy_base
     from memlab.training.distributed import fan_out
 
-    get(cfg.strategy)  # fail fast on an unknown strategy
+    check_grid(cfg.strategy, cfg.grid or default_grid(cfg.strategy))  # fail fast: unknown strategy, no grid, bad grid
     if not cfg.symbols:
         raise InvalidInputError("no symbols to train on")
     try:
@@ -207,6 +200,7 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
                                + " Nothing was written.")
     from memlab.memory.lock import writer_lock
 
+    base = strategy_base(cfg.strategy)  # where its code lives and its hash, for the learned strategy
     # One writer per memory folder: refused (naming it) while a trader or a restore holds it.
     with writer_lock(cfg.memory_path), MemoryStores(cfg.memory_path) as mem:
         for res in accepted:
@@ -216,7 +210,7 @@ def train(cfg: TrainingConfig) -> dict[str, Any]:
             ids = mem.decisions.record_many(res.decisions)
             learned_name = "Learned" + "".join(p.title() for p in cfg.strategy.split("_")) + "".join(
                 ch for ch in res.symbol.title() if ch.isalnum())
-            version = mem.strategies.save(learned_name, res.chosen, base=f"memlab.strategies.library:{cfg.strategy}",
+            version = mem.strategies.save(learned_name, res.chosen, base=base.ref, base_sha256=base.sha256,
                                           reason=reason, metrics={k: v for k, v in res.full_stats.items() if isinstance(v, float)})
             save_trained(res.symbol, cfg.strategy, res.chosen, reason=reason, directory=cfg.params_dir,
                          data_span=(res.summary["data"]["first_bar"], res.summary["data"]["last_bar"]))
