@@ -164,7 +164,7 @@ def main() -> None:
 
     peer_bars = bars.iloc[: args.peer_bars] if args.peer_bars else bars
     peer = peer_seconds(peer_bars, 10, 30) * len(bars) / len(peer_bars)
-    print(f"backtesting.py: one sma_cross set over {len(bars):,} bars: {peer:.1f} s"
+    print(f"\nbacktesting.py: one sma_cross set over {len(bars):,} bars: {peer:.1f} s"
           + (f" (scaled from {len(peer_bars):,} bars)" if args.peer_bars else "")
           + f"; per-set speed ratio of the {len(table):,}-set sweep / backtesting.py: {peer / big_per_set[0]:,.0f}x",
           flush=True)
