@@ -2,7 +2,7 @@
 
 vectorbt's general simulation costs tens of nanoseconds per bar and set and keeps
 bar-by-set matrices and order records; a sweep of thousands of sets over a year of
-minute bars needs a nanosecond or two and no more memory than its inputs. This kernel
+minute bars needs a few and no more memory than its inputs. This kernel
 simulates long-only parameter sets in parallel from compiled signal rules
 (:mod:`memlab.backtest.rules`): each set's entry and exit are ORs of ANDs of terms such
 as "line a above line b", "line a crossed above a number" or "flag row r is set", read
