@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from memlab import log_redaction
+from tests.support.cli import one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "memlab"
@@ -41,14 +42,6 @@ def memlab(*args: str, memory: Path | None = None, wrap: list[str] | None = None
         env["MEM_MEMORY_PATH"] = str(memory)
     return subprocess.run([*(wrap or []), *MEMLAB, *args], capture_output=True, text=True, timeout=300,
                           cwd=ROOT, env=env, preexec_fn=preexec_fn)
-
-
-def one_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The error line, after checking it is the only thing on stderr besides log records."""
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.strip().splitlines() if " INFO " not in line and " WARNING " not in line]
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 def in_process(args: list[str], memory: Path, monkeypatch: pytest.MonkeyPatch,

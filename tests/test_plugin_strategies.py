@@ -33,6 +33,7 @@ from memlab.strategies import (
     strategy,
 )
 from memlab.strategies.plugins import strategy_base
+from tests.support.cli import one_line
 
 SCRIPT = Path(sys.executable).parent / "memlab"
 MEMLAB = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "memlab.cli"]
@@ -103,14 +104,6 @@ def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
 
 def memlab(folder: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return finish(start(folder, *args, **extra))
-
-
-def one_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The error line, after checking it is all there is besides log records."""
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = [line for line in done.stderr.strip().splitlines() if " INFO " not in line and " WARNING " not in line]
-    assert len(lines) == 1, done.stderr
-    return lines[0]
 
 
 def in_process(args: list[str], folder: Path, monkeypatch: pytest.MonkeyPatch,
