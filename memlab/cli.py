@@ -84,6 +84,14 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """A share in (0, 1]: the part of free cash an entry spends."""
+    value = _number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share of free cash in (0, 1] (0.5 = half), got {text!r}")
+    return value
+
+
 def probability(text: str) -> float:
     """A number in [0, 1]."""
     value = _number(text)

@@ -63,7 +63,8 @@ def nightly_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     for symbol, res in summary["symbols"].items():
         print(f"  {symbol}: chose {res['chosen']}, sharpe in-sample {res['in_sample_sharpe']:.2f} vs "
               f"out-of-sample {res['out_of_sample_sharpe']:.2f}; {res['decisions_recorded']} trades recorded as experience")
-    return {"executed notebook": run_dir / "nightly_training.ipynb", "summary": run_dir / "summary.json"}
+    return {"report (HTML)": run_dir / "nightly_training.html", "executed notebook": run_dir / "nightly_training.ipynb",
+            "summary": run_dir / "summary.json"}
 
 
 def memory_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
@@ -182,6 +183,11 @@ def run_demo(out_dir: Path) -> dict[str, dict[str, Path]]:
     for step, paths in results.items():
         for label, path in paths.items():
             print(f"  {step:>14} | {label:<18} {path}")
+    reports = [(step, label, path) for step, paths in results.items() for label, path in paths.items()
+               if Path(path).suffix == ".html"]
+    print("\nReports to open in a browser (they draw offline):")
+    for step, label, path in reports:
+        print(f"  {step:>14} | {label:<18} {Path(path).resolve()}")
     print(f"\nEverything is under {out_dir.resolve()} (summary: demo_summary.json)")
     return results
 

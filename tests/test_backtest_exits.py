@@ -222,6 +222,66 @@ def test_paper_session_with_stop_loss_and_take_profit_reconciles_with_its_backte
     assert abs(float(plain.total_return()) - check["backtest_return"]) > 1e-3
 
 
+@pytest.mark.parametrize("exits", [
+    {"exit_after": 7},
+    {"exit_after": 5, "take_profit": 0.004},
+    {"size": 0.5, "stop_loss": 0.003},
+], ids=["exit_after", "exit_after+take_profit", "half_size+stop_loss"])
+def test_paper_session_with_time_exits_and_a_share_of_cash_reconciles_with_its_backtest(
+        tmp_path: Path, exits: dict[str, Any]) -> None:
+    bars = synthetic_ohlcv(1500, freq="1min", seed=3)
+    # Entries only (a slow cross that rarely exits on its own): the time exit closes the trades.
+    config = TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 5, "slow": 20},
+                          memory_path=tmp_path, sizing="full", fees=FEES, slippage=SLIP,
+                          feed={"data": bars, "warmup": 200}, **exits)
+    report = asyncio.run(UnifiedMemGPTTrader(config).run())
+    check = reconcile_with_backtest(config)
+    assert abs(check["difference"]) < 1e-9, check
+    assert check["paper_fills"] == 2 * check["backtest_trades"] - int(check["backtest_stats"]["open_trade"])
+    assert report["fills"] == check["paper_fills"] > 20
+    trades = check["backtest_trades"]
+    signals = compute_signals("sma_cross", bars, {"fast": 5, "slow": 20}).iloc[200:]
+    plain = backtest.simulate(bars.iloc[200:], signals, fees=FEES, slippage=SLIP, init_cash=config.balance)
+    assert abs(float(plain.total_return()) - check["backtest_return"]) > 1e-4  # the settings mattered
+    if "exit_after" in exits:  # every closed trade lasted at most exit_after bars
+        pf = backtest.simulate(bars.iloc[200:], signals, fees=FEES, slippage=SLIP, init_cash=config.balance,
+                               **config.exits.backtest_kwargs())
+        closed = trades_frame(pf).dropna(subset=["exit_time"])
+        held = bar_of(bars, closed["exit_time"]) - bar_of(bars, closed["entry_time"])
+        assert len(closed) == trades - int(check["backtest_stats"]["open_trade"]) and held.max() <= exits["exit_after"]
+        assert (held == exits["exit_after"]).sum() >= 5  # the time exit fired, not only the strategy's
+
+
+def test_a_restarted_session_counts_the_time_exit_from_the_entry_it_held(tmp_path: Path) -> None:
+    bars = synthetic_ohlcv(1200, freq="1min", seed=3)
+    config = TraderConfig(symbols=("BTC/USDT",), strategy="sma_cross", params={"fast": 5, "slow": 20},
+                          memory_path=tmp_path, sizing="full", fees=FEES, slippage=SLIP, exit_after=9,
+                          feed={"data": bars, "warmup": 200})
+    # Stop a few bars into each of the first three positions (from the backtest of the same
+    # bars), so each restart must find how long the position it holds has been open.
+    signals = compute_signals("sma_cross", bars, {"fast": 5, "slow": 20}).iloc[200:]
+    pf = backtest.simulate(bars.iloc[200:], signals, fees=FEES, slippage=SLIP, init_cash=config.balance,
+                           **config.exits.backtest_kwargs())
+    entries = bar_of(bars.iloc[200:], trades_frame(pf)["entry_time"])[:3]
+    done = 0
+    for entry in entries:
+        stop_at = int(entry) + 4  # bars processed: the entry bar and three after it
+        asyncio.run(UnifiedMemGPTTrader(config.with_(max_bars=stop_at - done)).run())
+        done = stop_at
+    asyncio.run(UnifiedMemGPTTrader(config).run())
+    check = reconcile_with_backtest(config)
+    assert abs(check["difference"]) < 1e-9, check
+
+
+def test_paper_session_exit_settings_are_the_backtest_settings(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=re.escape("give one, got stop_loss=0.02 and trailing_stop=0.05")):
+        TraderConfig(memory_path=tmp_path, stop_loss=0.02, trailing_stop=0.05)
+    with pytest.raises(InvalidInputError, match=re.escape("exit_after must be a whole number of bars >= 1, got 0")):
+        TraderConfig(memory_path=tmp_path, exit_after=0)
+    with pytest.raises(InvalidInputError, match="with sizing='agent' the agent sizes each entry"):
+        TraderConfig(memory_path=tmp_path, size=0.5)
+
+
 # -- (f) bad input -----------------------------------------------------------------------
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"stop_loss": 1.5}, "stop_loss must be in (0, 1), got 1.5"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,30 @@ def test_nightly_run_writes_a_dated_folder(tmp_path: Path) -> None:
     assert "SYN5" in summary["symbols"]
     executed = json.loads((run_dir / "nightly_training.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+    # One HTML report of the run, named where the command says; its figures draw offline.
+    report = run_dir / "nightly_training.html"
+    assert f"report: {report}" in done.stdout.replace(str(tmp_path.resolve()), str(tmp_path))
+    figures = sum("application/vnd.plotly.v1+json" in out.get("data", {})
+                  for cell in executed["cells"] for out in cell.get("outputs", []))
+    assert figures >= 1
+    page = report.read_text()
+    assert page.count('class="plotly-graph-div"') == figures
+    assert not re.search(r'<script[^>]*src="https?://', page)  # nothing to fetch: plotly.js is inline
+    if Path("/usr/bin/chromium").exists():
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                         args=["--no-sandbox", "--disable-gpu"])
+            try:
+                tab = browser.new_page()
+                tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                          else route.abort())  # offline: nothing may come from a CDN
+                tab.goto(report.resolve().as_uri())
+                tab.wait_for_function("n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n",
+                                      arg=figures, timeout=30_000)
+            finally:
+                browser.close()
 
 
 def test_a_failed_cell_fails_the_command_and_keeps_the_notebook(tmp_path: Path) -> None:
@@ -122,6 +147,8 @@ def test_a_failed_cell_fails_the_command_and_keeps_the_notebook(tmp_path: Path) 
     assert "FAILED" in done.stdout and "no-such-market" in done.stdout
     [run_dir] = list((tmp_path / "runs").iterdir())
     assert (run_dir / "nightly_training.ipynb").exists() and not (run_dir / "summary.json").exists()
+    assert (run_dir / "nightly_training.html").exists()  # the failed run reads in a browser too
+    assert str(run_dir / "nightly_training.html").split("runs/")[-1] in done.stdout
 
 
 def test_backtest_notebook_executes(tmp_path: Path) -> None:

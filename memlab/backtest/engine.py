@@ -50,7 +50,7 @@ stop-loss and a take-profit reconciles with its backtest to 1e-9
   (vectorbt's ``size_type="percent"``); flat, the cash is the equity. A position cannot
   be reversed by a fraction, so it needs ``direction="longonly"``.
 
-The paper trader has no trailing stop and no time exit.
+The settings are checked by :func:`memlab.exits.check_exits`, which the paper trader shares.
 
 >>> from memlab.data import sample
 >>> result = run(sample("GOOG"), "sma_cross", {"fast": 10, "slow": 30}, stop_loss=0.05, take_profit=0.1)
@@ -71,6 +71,7 @@ import pandas as pd
 from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.data.validate import check_values, require_ohlcv
 from memlab.errors import InvalidInputError
+from memlab.exits import check_exits
 from memlab.strategies import check_params, get, load_params
 
 Fill = Literal["next_open", "close"]
@@ -134,44 +135,6 @@ def check_costs(*, fees: float, slippage: float, fill: str, direction: str) -> N
     if direction not in ("longonly", "both"):
         raise InvalidInputError(f"direction must be 'longonly' or 'both', not {direction!r}")
     CostModel(fees=fees, slippage=slippage)  # refuses either outside [0, 1), naming it
-
-
-def check_exits(
-    *,
-    stop_loss: float | None = None,
-    take_profit: float | None = None,
-    trailing_stop: float | None = None,
-    exit_after: int | None = None,
-    size: float = 1.0,
-) -> None:
-    """Refuse exit and sizing settings no backtest can use, naming the one that is wrong.
-
-    Stops are fractions in (0, 1) (``None``: no such stop), measured from the entry's
-    reference price (see the module docstring); ``stop_loss`` and ``trailing_stop`` are
-    one stop-loss each, so at most one of them. ``exit_after`` is a whole number of bars
-    >= 1 (``None``: no time exit); ``size`` is the fraction of equity each entry spends,
-    in (0, 1].
-
-    >>> check_exits(stop_loss=0.02, take_profit=0.05, exit_after=10, size=0.5)
-    >>> check_exits(stop_loss=1.5)
-    Traceback (most recent call last):
-    ...
-    memlab.errors.InvalidInputError: stop_loss must be in (0, 1), got 1.5
-    """
-    for name, value in (("stop_loss", stop_loss), ("take_profit", take_profit),
-                        ("trailing_stop", trailing_stop)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < 1:
-            raise InvalidInputError(f"{name} must be in (0, 1), got {value!r}")
-    if stop_loss is not None and trailing_stop is not None:
-        raise InvalidInputError(f"stop_loss and trailing_stop are both a stop-loss: give one, got "
-                                f"stop_loss={stop_loss!r} and trailing_stop={trailing_stop!r}")
-    if exit_after is not None and (isinstance(exit_after, bool) or not isinstance(exit_after, (int, np.integer))
-                                   or exit_after < 1):
-        raise InvalidInputError(f"exit_after must be a whole number of bars >= 1, got {exit_after!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.number)) or not 0 < size <= 1:
-        raise InvalidInputError(f"size must be in (0, 1], got {size!r}")
 
 
 @functools.cache

@@ -36,7 +36,7 @@ from memlab.backtest.selection import SelectionReport, selection_report
 from memlab.costs import DEFAULT_COSTS
 from memlab.data.validate import require_ohlcv
 from memlab.errors import InvalidInputError
-from memlab.strategies import BATCH, check_params, get
+from memlab.strategies import BATCH, check_grid, check_params, get
 
 #: Bar-by-set float64 matrices vectorbt and the stats hold at once (measured: 100 sets of
 #: 525,600 bars peaked at 18 GB).
@@ -167,7 +167,7 @@ def sweep(
     >>> report.n_trials, report.chosen == table.loc[table["sharpe"].idxmax(), ["fast", "slow"]].to_dict()
     (4, True)
     """
-    from memlab.strategies import check_grid; check_grid(strategy, grid)  # noqa: E702, I001 - refuses unknown names
+    check_grid(strategy, grid)  # a grid naming a parameter the strategy lacks is refused, naming it
     ohlcv = require_ohlcv(ohlcv)  # the same checks as load_ohlcv: NaN, inf, unsorted or naive times...
     if engine not in ("auto", "vectorbt"):
         raise InvalidInputError(f"engine must be 'auto' or 'vectorbt', not {engine!r}")

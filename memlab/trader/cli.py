@@ -26,6 +26,7 @@ from memlab.cli import (
     positive_int,
     positive_number,
     probability,
+    share,
     timestamp,
 )
 
@@ -59,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--min-confidence", type=probability, default=None, help="skip entries the agent scores below this (0-1)")
     p.add_argument("--stop-loss", type=open_fraction, default=None, help="fraction below entry, e.g. 0.02")
     p.add_argument("--take-profit", type=open_fraction, default=None, help="fraction above entry")
+    p.add_argument("--trailing-stop", type=open_fraction, default=None,
+                   help="fraction below the highest price since entry (instead of --stop-loss)")
+    p.add_argument("--exit-after", type=positive_int, default=None, metavar="BARS",
+                   help="close a position this many bars after its entry (market order at the open)")
+    p.add_argument("--size", type=share, default=None,
+                   help="share of free cash each entry spends with --sizing full, in (0, 1] (default 1)")
     p.add_argument("--balance", type=positive_number, default=None, help="paper starting cash in the quote currency")
     p.add_argument("--fees", type=fraction, default=None, help="fraction of traded value in [0, 1), e.g. 0.001")
     p.add_argument("--slippage", type=fraction, default=None, help="fraction of traded value in [0, 1)")
@@ -102,7 +109,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "symbols": tuple(s.strip() for s in args.symbol.split(",")) if args.symbol else None,
         "strategy": args.strategy, "mode": args.mode, "broker": args.broker, "memory_path": args.memory_path,
         "sizing": args.sizing, "min_confidence": args.min_confidence, "stop_loss": args.stop_loss,
-        "take_profit": args.take_profit, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
+        "take_profit": args.take_profit, "trailing_stop": args.trailing_stop, "exit_after": args.exit_after,
+        "size": args.size, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
         "agent_id": args.agent_id, "max_bars": args.max_bars, "sync_interval": args.sync_interval,
         "timeframe": args.timeframe, "feed": feed,
         "confirm_live": True if args.confirm_live else None,

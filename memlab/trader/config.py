@@ -17,6 +17,7 @@ from typing import Any
 from memlab.config import memory_path as resolve_memory_path
 from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.errors import ConfigurationError, InvalidInputError
+from memlab.exits import ExitRules
 from memlab.strategies import REGISTRY
 
 CONFIRM_LIVE_ENV = "MEMLAB_CONFIRM_LIVE"
@@ -31,8 +32,13 @@ class TraderConfig:
     - ``sizing="agent"``: spend ``position_size`` (the agent's, from confidence and its
       adaptations) x equity, capped so a stop-out loses at most ``risk_per_trade`` x equity
       when ``stop_loss`` is set; a signal the agent sizes at zero is skipped.
-    - ``sizing="full"``: spend all free cash on each entry, like a backtest, so paper
-      fills reconcile with it; the agent still scores and remembers every decision.
+    - ``sizing="full"``: spend ``size`` (all, by default) of the free cash on each entry,
+      like a backtest, so paper fills reconcile with it; the agent still scores and
+      remembers every decision.
+    - exits (:class:`memlab.exits.ExitRules`, the backtest's own settings and rules):
+      ``stop_loss`` / ``take_profit`` / ``trailing_stop`` as fractions of the signal bar's
+      close, attached to each entry; ``exit_after`` bars after the entry's fill bar, a
+      market exit at the next open.
     - ``sync_interval``: memory and book writes are fsynced together at the end of each
       bar (0) or of this many seconds of bars; either way they are written at once, so a
       killed process loses nothing (see :func:`memlab.memory.durable.group_commit`).
@@ -55,6 +61,9 @@ class TraderConfig:
     min_confidence: float = 0.0
     stop_loss: float | None = None
     take_profit: float | None = None
+    trailing_stop: float | None = None
+    exit_after: int | None = None
+    size: float = 1.0
     feed: Mapping[str, Any] | None = None
     timeframe: str = "1m"
     agent_id: str = "trader_001"
@@ -74,10 +83,10 @@ class TraderConfig:
             raise InvalidInputError(f"sizing is agent or full, got {self.sizing!r}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise InvalidInputError(f"min_confidence is in [0, 1], got {self.min_confidence}")
-        for name in ("stop_loss", "take_profit"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < value < 1.0:
-                raise InvalidInputError(f"{name} is a fraction of the entry price in (0, 1), got {value}")
+        _ = self.exits  # refuses a stop outside (0, 1), both stop kinds, a bad exit_after or size, naming it
+        if self.size < 1 and self.sizing != "full":
+            raise InvalidInputError(f"size {self.size} is the share of free cash an entry spends with sizing='full'; "
+                                    "with sizing='agent' the agent sizes each entry")
         if not self.sync_interval >= 0:
             raise InvalidInputError(f"sync_interval is seconds >= 0, got {self.sync_interval}")
         CostModel(fees=self.fees, slippage=self.slippage)  # refuses either outside [0, 1), naming it
@@ -86,6 +95,12 @@ class TraderConfig:
         if self.mode == "paper" and self.broker != "paper":
             raise ConfigurationError("paper mode trades on the paper broker; for an exchange's testnet use "
                                      "mode='live' with the exchange's sandbox")
+
+    @property
+    def exits(self) -> ExitRules:
+        """The session's exit and sizing settings (the ones its backtest takes)."""
+        return ExitRules(stop_loss=self.stop_loss, take_profit=self.take_profit, trailing_stop=self.trailing_stop,
+                         exit_after=self.exit_after, size=self.size)
 
     def check_live(self) -> None:
         """Refuse live trading unless it was explicitly confirmed."""

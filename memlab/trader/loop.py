@@ -87,6 +87,7 @@ class _Book:
     resume_at: float | None = None
     held: float = 0.0
     entry_cost: float = 0.0
+    entry_bar: float | None = None  # the bar whose open filled the position's entry (for exit_after)
     open_decision: int | None = None
     pending: dict[str, str] = field(default_factory=dict)  # client id -> side, unfilled orders
     last_close: float = float("nan")
@@ -179,7 +180,7 @@ class UnifiedMemGPTTrader:
         if FEED not in self.manager.feeds:
             await self.manager.add_data_feed(FEED, c.feed_settings())
         self.pipeline = DecisionPipeline(self.agent, self.broker, SizingRule(
-            c.sizing, c.min_confidence, c.stop_loss, c.take_profit))
+            c.sizing, c.min_confidence, c.stop_loss, c.take_profit, c.trailing_stop, c.size))
         feed = self.manager.feed(FEED)
         for symbol in c.symbols:
             base, _, quote = symbol.partition("/")
@@ -222,6 +223,9 @@ class UnifiedMemGPTTrader:
                 last = k == len(ids) - 1
                 if last and (book.held > 1e-12 or any(side == "buy" for side in book.pending.values())):
                     book.open_decision = int(decision_id)  # the position held now
+                    if book.held > 1e-12:
+                        buys = [f for f in broker.fills_between(symbol, times[k], float("inf")) if f["side"] == "buy"]
+                        book.entry_bar = buys[0]["bar_time"] if buys else None
                     break
                 until = times[k + 1] if not last else float("inf")
                 await self._close_missed(book, int(decision_id), times[k], until)
@@ -293,6 +297,11 @@ class UnifiedMemGPTTrader:
         if book.pending and not broker.has.get("simulatedFills"):
             closed += await self._poll_pending(book, bar)
         entry, exit_, row = book.signals.at(bar)
+        after = self.config.exit_after
+        if after and book.held > 1e-12 and book.entry_bar is not None and not exit_:
+            # The backtest's time exit: a market exit at the open of the bar `after` bars after
+            # the entry's fill bar, so the order goes out at the close of the bar before it.
+            exit_ = book.signals.bars_since(book.entry_bar, row) + 1 >= after
         action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
         if action == "BUY" and any(side == "buy" for side in book.pending.values()):
             # An entry is already on its way, unless it is this very bar's, placed by a run
@@ -433,13 +442,15 @@ class UnifiedMemGPTTrader:
         self._cash[book.quote] = float(balance["total"].get(book.quote, 0.0))
         out = []
         if fill["side"] == "buy":
+            if book.held <= 1e-12:
+                book.entry_bar = bar.time
             book.held += fill["amount"]
             book.entry_cost += fill["amount"] * fill["price"] + fill["fee"]
         else:
             cost = book.entry_cost * (fill["amount"] / book.held) if book.held > 0 else float("nan")
             book.held = max(book.held - fill["amount"], 0.0)
             if book.held <= 1e-12:
-                book.held, book.entry_cost = 0.0, 0.0
+                book.held, book.entry_cost, book.entry_bar = 0.0, 0.0, None
             else:
                 book.entry_cost -= cost
             if book.open_decision is not None:

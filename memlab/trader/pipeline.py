@@ -54,16 +54,21 @@ class SizingRule:
     """How an entry is sized and guarded.
 
     - ``sizing="agent"``: spend the agent's ``position_size`` of equity, capped by
-      ``risk_per_trade`` (an agent parameter) over the stop distance when ``stop_loss`` is
-      set, and by free cash; ``"full"``: all free cash (as a backtest does).
+      ``risk_per_trade`` (an agent parameter) over the stop distance when ``stop_loss`` or
+      ``trailing_stop`` is set, and by free cash; ``"full"``: ``size`` of the free cash (all of it by default),
+      fees included, as a backtest with the same ``size`` does.
     - ``min_confidence``: entries scored below it are skipped.
-    - ``stop_loss`` / ``take_profit``: fractions of the entry price for protective children.
+    - ``stop_loss`` / ``take_profit`` / ``trailing_stop``: fractions of the signal's price
+      (the bar's close) for protective children; a trailing stop is sent as ccxt's
+      ``trailingPercent`` and ratchets on the venue (the paper broker: with each bar's high).
     """
 
     sizing: str = "agent"
     min_confidence: float = 0.0
     stop_loss: float | None = None
     take_profit: float | None = None
+    trailing_stop: float | None = None
+    size: float = 1.0
 
     def __post_init__(self) -> None:
         if self.sizing not in SIZINGS:
@@ -72,10 +77,11 @@ class SizingRule:
     def cost(self, position_size: float, *, free: float, equity: float, risk_per_trade: float) -> float:
         """Quote currency to spend on an entry."""
         if self.sizing == "full":
-            return free
+            return free * self.size
         cost = float(position_size) * equity
-        if self.stop_loss:
-            cost = min(cost, risk_per_trade * equity / self.stop_loss)
+        stop = self.stop_loss or self.trailing_stop
+        if stop:
+            cost = min(cost, risk_per_trade * equity / stop)
         return min(cost, free)
 
 
@@ -122,6 +128,9 @@ class DecisionPipeline:
         if (self.rule.stop_loss or self.rule.take_profit) and not broker.has.get("attachedStops"):
             raise InvalidInputError(f"broker {broker.name!r} cannot attach a stop-loss or take-profit to an entry; "
                                     "trade without stop_loss/take_profit there")
+        if self.rule.trailing_stop and not broker.has.get("trailingStops"):
+            raise InvalidInputError(f"broker {broker.name!r} cannot attach a trailing stop to an entry; "
+                                    "trade without trailing_stop there")
 
     # -- the path ---------------------------------------------------------------------
     async def decide(self, signal: Mapping[str, Any], holdings: Holdings, *, client_id: str,
@@ -159,6 +168,9 @@ class DecisionPipeline:
                 stops["stop_loss"] = price * (1 - self.rule.stop_loss)
             if self.rule.take_profit:
                 stops["take_profit"] = price * (1 + self.rule.take_profit)
+            if self.rule.trailing_stop:
+                stops["trailing_stop"] = price * (1 - self.rule.trailing_stop)  # where it starts; it ratchets up
+                params["trailingPercent"] = self.rule.trailing_stop * 100
             params |= {"stopLoss": stops.get("stop_loss"), "takeProfit": stops.get("take_profit")}
             params = {k: v for k, v in params.items() if v is not None}
         else:
@@ -196,7 +208,7 @@ class DecisionPipeline:
         otherwise outlive it and sell a later position."""
         market = self.broker.market_symbol(symbol)
         for order in await self.broker.fetch_open_orders(market):
-            if order.get("parentId") is not None or order.get("type") in ("stop_loss", "take_profit"):
+            if order.get("parentId") is not None or order.get("type") in ("stop_loss", "take_profit", "trailing_stop"):
                 await self.broker.cancel_order(str(order["id"]), market)
 
     # -- memory -----------------------------------------------------------------------
@@ -217,8 +229,8 @@ class DecisionPipeline:
         if order["side"] == "buy":
             decision: dict[str, Any] = {**signal, "mem_confidence": analysis["confidence"],
                                         "mem_reason": analysis["reason"]}
-            if outcome.stops.get("stop_loss"):
-                decision["stop_loss"] = round(outcome.stops["stop_loss"], 8)
+            if outcome.stops.get("stop_loss") or outcome.stops.get("trailing_stop"):
+                decision["stop_loss"] = round(outcome.stops.get("stop_loss") or outcome.stops["trailing_stop"], 8)
             if outcome.stops.get("take_profit"):
                 decision["target"] = round(outcome.stops["take_profit"], 8)
             known = self.agent.stores.decisions.find_key(self.order_key(order))

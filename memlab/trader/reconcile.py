@@ -42,7 +42,7 @@ def reconcile_with_backtest(config: TraderConfig) -> dict[str, Any]:
         params = strategy_params(config, symbol, stores)
     signals = compute_signals(config.strategy, bars, params).iloc[warmup:]
     pf = backtest.simulate(bars.iloc[warmup:], signals, fees=config.fees, slippage=config.slippage,
-                           init_cash=config.balance, stop_loss=config.stop_loss, take_profit=config.take_profit)
+                           init_cash=config.balance, **config.exits.backtest_kwargs())
     broker = PaperBroker(config.memory_path)
     try:
         paper = broker.equity(config.quote_for(symbol)) / config.balance - 1

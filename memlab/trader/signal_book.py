@@ -61,6 +61,12 @@ class SignalBook:
         self._i = i + 1
         return bool(self.entry[i]), bool(self.exit[i]), i
 
+    def bars_since(self, time: float, row: int) -> int:
+        """How many bars lie after the bar at ``time`` up to ``row`` (0 when ``row`` is that bar).
+        A bar older than the rolling window of a live feed counts from the window's start,
+        which is at least as far back as the window is long."""
+        return row - int(np.searchsorted(self.times, time))
+
     def last_row(self) -> int | None:
         """The row of the last bar :meth:`at` saw (None before the first)."""
         return self._i - 1 if self._i > 0 else None

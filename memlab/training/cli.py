@@ -96,7 +96,8 @@ def _nightly(args: argparse.Namespace) -> int:
     except NightlyRunError as exc:
         print(f"memlab nightly: FAILED: {exc}")
         return 1
-    print(f"nightly run finished: {run_dir}/ (executed notebook and summary.json)")
+    print(f"nightly run finished: {run_dir}/ (executed notebook, summary.json)\n"
+          f"report: {run_dir / 'nightly_training.html'}")
     return 0
 
 

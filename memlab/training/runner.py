@@ -1,7 +1,8 @@
 """Nightly runs: execute the training notebook with papermill into ``runs/YYYY-MM-DD/``.
 
 The run folder gets the executed notebook (kept even when a cell fails, for
-inspection) and ``summary.json``, which the notebook writes through memlab
+inspection), the same notebook as one self-contained HTML report (``nightly_training.html``:
+its figures drawn offline, for reading in any browser or mailing on) and ``summary.json``, which the notebook writes through memlab
 (:func:`write_summary`, :func:`add_to_summary`): the training results per symbol, and
 under ``"evaluation"`` whether memory helped out of sample (:func:`nightly_evaluation`,
 whose files go to ``evaluation/`` in the run folder). A failed cell raises
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -58,15 +60,45 @@ def run_nightly(
         pm.execute_notebook(str(source), str(executed), parameters=params, kernel_name=kernel_name,
                             progress_bar=progress, cwd=str(Path.cwd()))
     except pm.PapermillExecutionError as exc:
+        report = write_report(executed)
         raise NightlyRunError(
             f"nightly run failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}. "
-            f"The executed notebook is kept at {executed}", executed,
+            f"The executed notebook is kept at {executed} (report: {report})", executed,
         ) from None
+    write_report(executed)
     summary = run_dir / "summary.json"
     if not summary.exists():
         raise NightlyRunError(f"{executed} ran but wrote no summary.json", executed)
     json.loads(summary.read_text())  # a summary that is not JSON is a failed run too
     return run_dir
+
+
+def write_report(executed: str | os.PathLike[str]) -> Path:
+    """Write ``executed`` (a run notebook) as one HTML file beside it, atomically; returns its path.
+
+    The figures are plotly's, with plotly.js inline (see :mod:`memlab.notebook`), so the page
+    draws them with no network; the code cells stay in, so a reader sees what produced what.
+    nbconvert's template links require.js and MathJax from a CDN: the figures need neither and
+    memlab's notebooks have no formulas, so those links are left out and the file opens
+    complete offline.
+    """
+    from nbconvert import HTMLExporter
+
+    source = Path(executed)
+    body, _ = HTMLExporter().from_filename(str(source))
+    body = re.sub(r'<script src="https?://[^"]*">\s*</script>', "", body)
+    path = source.with_suffix(".html")
+    fd, tmp = tempfile.mkstemp(dir=source.parent, prefix=".report-", suffix=".html")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_summary(output_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> Path:
