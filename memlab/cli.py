@@ -84,6 +84,14 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def equity_fraction(text: str) -> float:
+    """A fraction of equity in (0, 1): a drawdown limit (0.15 = 15 %)."""
+    value = _number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction of equity in (0, 1) (0.15 = 15 %), got {text!r}")
+    return value
+
+
 def share(text: str) -> float:
     """A share in (0, 1]: the part of free cash an entry spends."""
     value = _number(text)

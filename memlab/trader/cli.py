@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from memlab.cli import (
+    equity_fraction,
     existing_file,
     fraction,
     non_negative_int,
@@ -66,6 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="close a position this many bars after its entry (market order at the open)")
     p.add_argument("--size", type=share, default=None,
                    help="share of free cash each entry spends with --sizing full, in (0, 1] (default 1)")
+    g = p.add_argument_group("protections (each blocks new entries for a while; exits always go ahead)")
+    g.add_argument("--max-stop-losses", type=positive_int, default=None, metavar="K",
+                   help="after K stop-losses within --stop-loss-window bars, no entries for --pause bars")
+    g.add_argument("--stop-loss-window", type=positive_int, default=60, metavar="BARS", help="(default 60)")
+    g.add_argument("--max-drawdown", type=equity_fraction, default=None, metavar="FRACTION",
+                   help="equity this far below its peak halts entries for --pause bars, e.g. 0.15")
+    g.add_argument("--pause", type=positive_int, default=60, metavar="BARS",
+                   help="how long the stop-loss guard and the drawdown halt last (default 60)")
+    g.add_argument("--cooldown", type=positive_int, default=None, metavar="BARS",
+                   help="bars a symbol waits after a position closes before it opens another")
     p.add_argument("--balance", type=positive_number, default=None, help="paper starting cash in the quote currency")
     p.add_argument("--fees", type=fraction, default=None, help="fraction of traded value in [0, 1), e.g. 0.001")
     p.add_argument("--slippage", type=fraction, default=None, help="fraction of traded value in [0, 1)")
@@ -119,6 +130,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         from pathlib import Path
 
         overrides["memory_path"] = Path(overrides["memory_path"])
+    if args.max_stop_losses is not None or args.max_drawdown is not None or args.cooldown is not None:
+        from memlab.trader.protections import ProtectionRules
+
+        overrides["protections"] = ProtectionRules(
+            max_stop_losses=args.max_stop_losses, stop_loss_window=args.stop_loss_window, pause=args.pause,
+            max_drawdown=args.max_drawdown, cooldown=args.cooldown)
     config = TraderConfig.from_env(**overrides)
     if args.param:  # typed by the strategy's defaults: fast=abc is refused naming it
         from memlab.strategies.cli import parse_params

@@ -19,6 +19,7 @@ from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.errors import ConfigurationError, InvalidInputError
 from memlab.exits import ExitRules
 from memlab.strategies import REGISTRY
+from memlab.trader.protections import ProtectionRules
 
 CONFIRM_LIVE_ENV = "MEMLAB_CONFIRM_LIVE"
 MODES = ("paper", "live")
@@ -39,6 +40,8 @@ class TraderConfig:
       ``stop_loss`` / ``take_profit`` / ``trailing_stop`` as fractions of the signal bar's
       close, attached to each entry; ``exit_after`` bars after the entry's fill bar, a
       market exit at the next open.
+    - ``protections`` (:class:`memlab.trader.protections.ProtectionRules`): a stop-loss
+      guard, a drawdown halt and a per-symbol cooldown; each blocks entries for a while.
     - ``sync_interval``: memory and book writes are fsynced together at the end of each
       bar (0) or of this many seconds of bars; either way they are written at once, so a
       killed process loses nothing (see :func:`memlab.memory.durable.group_commit`).
@@ -64,6 +67,7 @@ class TraderConfig:
     trailing_stop: float | None = None
     exit_after: int | None = None
     size: float = 1.0
+    protections: ProtectionRules = field(default_factory=ProtectionRules)
     feed: Mapping[str, Any] | None = None
     timeframe: str = "1m"
     agent_id: str = "trader_001"

@@ -59,7 +59,7 @@ from memlab.memory import MemoryStores
 from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
 from memlab.trader.config import TraderConfig
-from memlab.trader.equity import EquityLog
+from memlab.trader.equity import EquityLog, read_equity
 from memlab.trader.pipeline import (
     DecisionPipeline,
     Holdings,
@@ -68,6 +68,7 @@ from memlab.trader.pipeline import (
     alert_client_id,
     bar_client_id,
 )
+from memlab.trader.protections import ProtectionGuard
 from memlab.trader.signal_book import SignalBook
 from memlab.trader.status import Heartbeat
 
@@ -134,6 +135,7 @@ class UnifiedMemGPTTrader:
         self.started_at = 0.0
         self.state = "crashed"  # until run() ends normally
         self._holding = True  # whether equity can have moved since the last look (fills set it)
+        self.guard: ProtectionGuard | None = None  # the protections' state, when any is set
         self._last_bar: Bar | None = None
         self._tick = TickCommit()
         self.equity_log = EquityLog(self.config.memory_path, self.config.symbols)  # marked to market every bar
@@ -188,6 +190,11 @@ class UnifiedMemGPTTrader:
             params = strategy_params(c, symbol, self.agent.stores)
             self.books[symbol] = _Book(symbol, base, quote or c.quote_for(symbol), SignalBook(c.strategy, params, known))
         self.agent.repair_journal()
+        self.guard = ProtectionGuard.open(c.protections, c.memory_path) if c.protections.active else None
+        if self.guard is not None and c.protections.max_drawdown is not None:
+            marked = await asyncio.to_thread(read_equity, c.memory_path, since=self.guard.peak_since)
+            if marked is not None and len(marked):
+                self.guard.restore_peak(marked["equity"].to_numpy())
         await self._resume()
         self.manager.signal_handler = self.handle_alert  # webhook alerts come in here
         self.heartbeat = Heartbeat(c.memory_path, {"mode": c.mode, "symbols": list(c.symbols), "strategy": c.strategy,
@@ -217,6 +224,8 @@ class UnifiedMemGPTTrader:
             for order in await broker.fetch_open_orders(symbol):
                 if order.get("parentId") is None and order.get("clientOrderId"):
                     book.pending[order["clientOrderId"]] = order["side"]
+            if self.guard is not None:
+                await self._replay_exits(book)
             open_rows = store.frame(symbol=symbol, agent_id=self.config.agent_id, action="BUY", closed=False)
             ids, times = open_rows["id"].to_numpy(), [t.timestamp() for t in open_rows.index]
             for k, decision_id in enumerate(ids):
@@ -229,6 +238,42 @@ class UnifiedMemGPTTrader:
                     break
                 until = times[k + 1] if not last else float("inf")
                 await self._close_missed(book, int(decision_id), times[k], until)
+
+    async def _replay_exits(self, book: _Book) -> None:
+        """Exits the book filled after the protections' saved state (a killed run's last bars)."""
+        assert self.guard is not None
+        since = self.guard.as_of.get(book.symbol, float("-inf"))
+        for fill in self.broker.fills_between(book.symbol, since, float("inf")):
+            if fill["side"] == "sell":
+                await self._protect_exit(book, fill, fill["bar_time"])
+
+    async def _protect_exit(self, book: _Book, fill: dict[str, Any], bar_time: float) -> None:
+        """Tell the protections a position closed (by a stop or not), and say what it starts."""
+        assert self.guard is not None
+        stop = False
+        if self.config.protections.max_stop_losses is not None:
+            order = await self.broker.fetch_order(str(fill["order_id"]), book.symbol)
+            stop = order.get("type") in ("stop_loss", "trailing_stop")
+        now = book.signals.row_at(bar_time)
+        started = self.guard.record_exit(book.symbol, bar_time, stop=stop,
+                                         bars_since=lambda t: book.signals.bars_since(t, now))
+        self._announce(started, book.symbol, bar_time)
+
+    def _announce(self, started: list[str], symbol: str | None, bar_time: float) -> None:
+        for note in started:
+            name = note.split(":", 1)[0]
+            self.agent.stores.journal.append({"Protection": name, "Decision": "PAUSE",
+                                              "Bars": self.config.protections.pause},
+                                             note=note, at=datetime.fromtimestamp(bar_time, UTC))
+            self.manager.publish("protection", {"protection": name, "reason": note, "symbol": symbol,
+                                                "time": bar_time})
+
+    def _blocked(self, book: _Book, bar: Bar) -> str:
+        """Why a protection blocks an entry of ``book`` at ``bar`` ("" when none does)."""
+        if self.guard is None:
+            return ""
+        now = book.signals.row_at(bar.time)
+        return self.guard.blocks(book.symbol, bar.time, lambda t: book.signals.bars_since(t, now)) or ""
 
     async def _close_missed(self, book: _Book, decision_id: int, since: float, until: float) -> None:
         """An exit filled but the trader stopped before recording the outcome: record it now."""
@@ -296,6 +341,9 @@ class UnifiedMemGPTTrader:
             closed += await self._on_fill(book, fill, bar)
         if book.pending and not broker.has.get("simulatedFills"):
             closed += await self._poll_pending(book, bar)
+        if self.guard is not None and self._holding:
+            # Equity at this close, before this bar's signal: a halt it starts blocks that signal too.
+            self._announce(self.guard.record_equity(self.equity(), bar.time), None, bar.time)
         entry, exit_, row = book.signals.at(bar)
         after = self.config.exit_after
         if after and book.held > 1e-12 and book.entry_bar is not None and not exit_:
@@ -333,10 +381,13 @@ class UnifiedMemGPTTrader:
         client_id = client_id or bar_client_id(c.agent_id, book.symbol, bar.time, action.lower())
         holdings = Holdings(held=book.held, free=self._cash.get(book.quote, 0.0),
                             equity=self.equity() if c.sizing == "agent" else 0.0)
-        outcome = await self.pipeline.decide(signal, holdings, client_id=client_id, qty=qty, replaying=replaying_last)
+        blocked = self._blocked(book, bar) if action == "BUY" else ""
+        outcome = await self.pipeline.decide(signal, holdings, client_id=client_id, qty=qty, replaying=replaying_last,
+                                             blocked=blocked)
         if outcome.order is None:
             self.counts["skipped"] += 1
-            self.skip_reasons[outcome.why] += 1
+            # A protection's reason says how long it has waited; the report counts by protection.
+            self.skip_reasons[f"blocked by the {blocked.split(':')[0]}" if blocked else outcome.why] += 1
             return outcome
         order = outcome.order
         self.latencies.append(outcome.placed_at - received)
@@ -456,6 +507,8 @@ class UnifiedMemGPTTrader:
             if book.open_decision is not None:
                 out.append((book.open_decision, float(fill["pnl"] or 0.0), cost))
                 book.open_decision = None
+            if self.guard is not None and book.held <= 0.0:
+                await self._protect_exit(book, fill, bar.time)
         self.manager.publish("fill", {"symbol": book.symbol, "side": fill["side"], "price": fill["price"],
                                       "amount": fill["amount"], "fee": fill["fee"], "pnl": fill.get("pnl"),
                                       "time": bar.time, "order_id": fill["order_id"]})

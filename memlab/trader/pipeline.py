@@ -134,10 +134,12 @@ class DecisionPipeline:
 
     # -- the path ---------------------------------------------------------------------
     async def decide(self, signal: Mapping[str, Any], holdings: Holdings, *, client_id: str,
-                     qty: float | None = None, replaying: bool = False) -> Outcome:
+                     qty: float | None = None, replaying: bool = False, blocked: str = "") -> Outcome:
         """Run one signal (``symbol, strategy, action, price, features, time``) through the
         path. ``qty`` fixes the amount (an alert's); ``replaying`` is the last bar of a run
-        that was stopped, re-run after a restart (nothing is journalled twice)."""
+        that was stopped, re-run after a restart (nothing is journalled twice); ``blocked``
+        is why no entry may open now (a protection's reason): an entry is then skipped,
+        scored and journalled like any other skip, and an exit goes ahead."""
         self.broker.flush()  # the book is on disk before memory records anything about this bar
         analysis = dict(await self.agent.analyze_signal_async(signal))
         symbol, action = str(signal["symbol"]), str(signal["action"])
@@ -146,10 +148,10 @@ class DecisionPipeline:
         params: dict[str, Any] = {"clientOrderId": client_id}
         stops: dict[str, float] = {}
         if action == "BUY":
-            if qty is not None:
+            if qty is not None and not blocked:
                 amount = float(qty)
             else:
-                why = self._decline(analysis)
+                why = blocked or self._decline(analysis)
                 risk = float(self.agent.parameters().get("risk_per_trade", 0.02))
                 cost = 0.0 if why else self.rule.cost(analysis["position_size"], free=holdings.free,
                                                       equity=holdings.equity, risk_per_trade=risk)

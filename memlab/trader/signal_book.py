@@ -61,6 +61,10 @@ class SignalBook:
         self._i = i + 1
         return bool(self.entry[i]), bool(self.exit[i]), i
 
+    def row_at(self, time: float) -> int:
+        """The row of the bar at ``time``; a bar newer than every row known gets the next row."""
+        return int(np.searchsorted(self.times, time))
+
     def bars_since(self, time: float, row: int) -> int:
         """How many bars lie after the bar at ``time`` up to ``row`` (0 when ``row`` is that bar).
         A bar older than the rolling window of a live feed counts from the window's start,

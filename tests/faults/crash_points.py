@@ -6,11 +6,16 @@ The crash windows the issue observed, made exact instead of timed::
     python -m tests.faults.crash_points trader after-order -- <memlab paper arguments>
     python -m tests.faults.crash_points router before-order -- MEMORY PORT SECRET
 
+    python -m tests.faults.crash_points exit N -- <memlab paper arguments>
+
 ``trader`` runs what ``memlab paper --webhook-port`` runs (the same CLI parsing and
 session); ``router`` an :class:`~memlab.webhooks.AlertRouter` on a paper broker.
 ``before-order``: the alert's id is claimed, then the process dies as the order is about
 to be placed. ``after-order``: the order is placed, then the process dies as the
 decision is about to be logged. Nothing else is changed; a plain restart follows.
+``exit N``: a ``memlab paper`` session with protections dies as the protections take its
+N-th position exit: the book holds the fill, the protections' state of that bar is not
+yet written (it is, with the book's fsync, when the bar ends).
 """
 
 from __future__ import annotations
@@ -97,8 +102,32 @@ def router(point: str, root: Path, port: int, secret: str) -> None:
     threading.Event().wait()
 
 
+async def exit_crash(nth: int, argv: list[str]) -> None:
+    from memlab.cli import build_parser
+    from memlab.trader import UnifiedMemGPTTrader
+    from memlab.trader.cli import config_from_args
+    from memlab.trader.protections import ProtectionGuard
+
+    config = config_from_args(build_parser().parse_args(["paper", *argv]))
+    record_exit, seen = ProtectionGuard.record_exit, []
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = record_exit(self, *args, **kwargs)
+        seen.append(1)
+        if len(seen) == nth:
+            die()
+        return out
+
+    ProtectionGuard.record_exit = recording  # type: ignore[method-assign]
+    await UnifiedMemGPTTrader(config).run()
+
+
 def main(argv: list[str]) -> None:
     kind, point, sep, *rest = argv
+    if kind == "exit":
+        assert sep == "--", argv
+        asyncio.run(exit_crash(int(point), rest))
+        return
     assert sep == "--" and point in ("before-order", "after-order"), argv
     if kind == "trader":
         asyncio.run(trader(point, rest))
