@@ -173,3 +173,72 @@ def test_kill_9_mid_replay_then_restart_loses_and_duplicates_nothing(tmp_path: P
     resumed = replay(tmp_path / "crashed")  # starts again from the first bar
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.splitlines()[-1] == reference.stdout.splitlines()[-1]
+
+
+# -- trailing stops ---------------------------------------------------------------------------
+
+
+def test_a_trailing_stop_starts_at_the_reference_ignores_the_fill_bar_and_ratchets_after_the_check(tmp_path: Path) -> None:
+    b = broker(tmp_path, fees=0.0, slippage=0.002)  # the last close, the reference, is 100
+    b.create_order("BTC/USDT", "market", "buy", 10, params={"trailingPercent": 10})
+    b.on_bar("BTC/USDT", Bar(60, 101, 130, 100, 105))  # fills at 101; its high (130) is not used
+    [trail] = b.fetch_open_orders()
+    assert trail["type"] == "trailing_stop" and trail["price"] == pytest.approx(90) and trail["side"] == "sell"
+    # Checked against 90 (the low 95 does not reach it), then the level ratchets to 110 × 0.9.
+    assert b.on_bar("BTC/USDT", Bar(120, 104, 110, 95, 108)) == []
+    assert b.fetch_open_orders()[0]["price"] == pytest.approx(99)
+    assert b.on_bar("BTC/USDT", Bar(180, 108, 109, 100, 101)) == []  # a lower high leaves it at 99
+    [fill] = b.on_bar("BTC/USDT", Bar(240, 100, 100.5, 98, 98.5))
+    assert fill["price"] == pytest.approx(99 * (1 - 0.002), rel=1e-12)  # a stop-market: slippage applies
+    assert b.fetch_positions() == [] and b.fetch_open_orders() == []
+
+
+def test_a_trailing_stop_gapped_through_fills_at_the_open_and_a_standalone_one_protects_holdings(tmp_path: Path) -> None:
+    b = broker(tmp_path, fees=0.0)
+    b.create_order("BTC/USDT", "market", "buy", 10, params={"trailingPercent": 10, "takeProfit": 150})
+    b.on_bar("BTC/USDT", Bar(60, 100, 100, 100, 100))
+    [fill] = b.on_bar("BTC/USDT", Bar(120, 85, 88, 80, 86))  # opens below 90
+    assert fill["price"] == 85 and b.fetch_open_orders() == []  # and the take-profit was cancelled
+    b.create_order("BTC/USDT", "market", "buy", 5)
+    b.on_bar("BTC/USDT", Bar(180, 86, 86, 86, 86))
+    b.create_order("BTC/USDT", "market", "sell", 5, params={"trailingPercent": 5})  # ccxt's standalone form
+    assert b.fetch_balance()["used"]["BTC"] == pytest.approx(5)
+    b.on_bar("BTC/USDT", Bar(240, 90, 100, 89, 99))
+    [fill] = b.on_bar("BTC/USDT", Bar(300, 99, 99, 94, 95))
+    assert fill["price"] == pytest.approx(95)  # 100 × 0.95
+
+
+def test_a_trailing_stop_and_a_stop_loss_are_refused_together(tmp_path: Path) -> None:
+    b = broker(tmp_path)
+    with pytest.raises(ccxt.InvalidOrder, match="both a stop-loss"):
+        b.create_order("BTC/USDT", "market", "buy", 1, params={"trailingPercent": 5, "stopLoss": 90})
+    with pytest.raises(ccxt.InvalidOrder, match="percentage in \\(0, 100\\)"):
+        b.create_order("BTC/USDT", "market", "buy", 1, params={"trailingPercent": 0})
+    assert b.fetch_open_orders() == []
+
+
+def test_trailing_stop_fills_match_the_backtest_engine_on_the_same_bars(tmp_path: Path) -> None:
+    from memlab.strategies import compute_signals
+
+    bars = sample("GOOG")
+    signals = compute_signals("sma_cross", bars, {"fast": 10, "slow": 30})
+    b = PaperBroker(tmp_path, balances={"USD": 100_000.0}, fees=0.001, slippage=0.0005)
+    b.add_market("GOOG", "GOOG", "USD")
+    stopped = 0
+    for i, (t, row) in enumerate(bars.iterrows()):
+        fills = b.on_bar("GOOG", Bar(t.timestamp(), row.Open, row.High, row.Low, row.Close))
+        stopped += sum(1 for f in fills if b.fetch_order(f["order_id"])["type"] == "trailing_stop")
+        held = b.fetch_balance()["total"].get("GOOG", 0.0)
+        if signals["entry"].iloc[i] and held == 0:
+            b.create_order("GOOG", "market", "buy", None, params={"cost": b.fetch_balance()["free"]["USD"],
+                                                                  "trailingPercent": 5})  # 5 %: trailing_stop=0.05
+        elif signals["exit"].iloc[i] and held > 0:
+            for order in b.fetch_open_orders("GOOG"):  # the exit cancels the stop (as the pipeline does)
+                b.cancel_order(order["id"])
+            b.create_order("GOOG", "market", "sell", held)
+    result = backtest.run(bars, "sma_cross", {"fast": 10, "slow": 30}, fees=0.001, slippage=0.0005, trailing_stop=0.05)
+    assert stopped >= 5  # the trailing stop did the exiting, not only the signals
+    assert b.equity("USD") / 100_000 - 1 == pytest.approx(result.stats["total_return"], rel=1e-9)
+    sells = [f["price"] for f in b.fills("GOOG") if f["side"] == "sell"]
+    closed = result.trades[result.trades["status"] == "Closed"]
+    assert sells == pytest.approx(list(closed["exit_price"]), rel=1e-9)

@@ -73,8 +73,12 @@ class ExchangeConnection:
         """ccxt's ``has`` for this exchange; bars do not fill here, the venue does."""
         # Stops go as ccxt's unified stopLoss / takeProfit order params; the venue refuses
         # them if it cannot take them.
-        return {**{k: bool(v) for k, v in self.exchange.has.items()},
-                "simulatedFills": False, "costOrders": False, "attachedStops": True}
+        has = {k: bool(v) for k, v in self.exchange.has.items()}
+        # trailingPercent goes to the venue as ccxt's unified param; shorts need a
+        # derivatives market (ccxt's own flags say whether the venue lists them).
+        return {**has, "simulatedFills": False, "costOrders": False, "attachedStops": True,
+                "trailingStops": has.get("createTrailingPercentOrder", False),
+                "shorts": has.get("swap", False) or has.get("future", False)}
 
     def __repr__(self) -> str:  # never the credentials
         return f"ExchangeConnection({self.name!r}, exchange={self.exchange.id!r}, sandbox={self.sandbox})"
@@ -250,6 +254,23 @@ class ExchangeConnection:
                         "markPrice": last, "unrealizedPnl": None, "realizedPnl": None})
         return out
 
+    # -- derivatives (DerivativesBroker): ccxt's verbs, passed through -------------
+    async def set_leverage(self, leverage: float, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.call("set_leverage", leverage, symbol, dict(params or {}))
+
+    async def set_margin_mode(self, margin_mode: str, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.call("set_margin_mode", margin_mode, symbol, dict(params or {}))
+
+    async def fetch_market_leverage_tiers(self, symbol: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return await self.call("fetch_market_leverage_tiers", symbol, dict(params or {}))  # type: ignore[no-any-return]
+
+    async def fetch_funding_rate_history(self, symbol: str, since: int | None = None, limit: int | None = None,
+                                         params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return await self.call("fetch_funding_rate_history", symbol, since, limit, dict(params or {}))  # type: ignore[no-any-return]
+
+    async def fetch_funding_history(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return await self.call("fetch_funding_history", symbol)  # type: ignore[no-any-return]
+
     async def close(self, *, mark_closed: bool = True) -> None:
         if mark_closed:
             self.health.closed(self.name)
@@ -260,10 +281,17 @@ class PaperConnection:
     """The paper broker behind the same async verbs (a :class:`~memlab.connectors.protocol.Broker`);
     bars from a feed drive its fills."""
 
-    #: ccxt-style capabilities (the paper broker is a spot venue with a durable book).
+    #: ccxt-style capabilities (the paper broker: spot, and linear perpetuals with
+    #: isolated margin, on a durable book; see :mod:`memlab.connectors.paper_broker`).
     has: dict[str, bool] = {"createOrder": True, "cancelOrder": True, "fetchOrder": True, "fetchOpenOrders": True,
                             "fetchBalance": True, "fetchPositions": True, "fetchTicker": True,
-                            "simulatedFills": True, "costOrders": True, "attachedStops": True}
+                            "spot": True, "swap": True, "future": False, "margin": False,
+                            "setLeverage": True, "fetchLeverage": True, "setMarginMode": True,
+                            "fetchMarketLeverageTiers": True, "fetchFundingRateHistory": True,
+                            "fetchFundingHistory": True, "createTrailingPercentOrder": True,
+                            "createReduceOnlyOrder": True,
+                            "simulatedFills": True, "costOrders": True, "attachedStops": True,
+                            "trailingStops": True, "shorts": True}
 
     def __init__(self, name: str, broker: PaperBroker, health: HealthBoard | None = None) -> None:
         self.name, self.broker = name, broker
@@ -296,8 +324,9 @@ class PaperConnection:
     STEP = 1e-8
 
     def amount_rules(self, symbol: str) -> tuple[float | None, float | None]:
-        self.market_symbol(symbol)
-        return self.STEP, self.STEP
+        market = self.broker.market(self.market_symbol(symbol))
+        minimum = market["limits"]["amount"]["min"]  # a listed minimum (swaps); spot: none, the step
+        return self.STEP, float(minimum) if minimum else self.STEP
 
     def taker_fee(self, symbol: str) -> float:
         return self.broker.fees
@@ -353,6 +382,23 @@ class PaperConnection:
     async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         last = self.broker.last_price(symbol)
         return {"symbol": symbol, "last": last, "close": last}
+
+    # -- derivatives (DerivativesBroker) -------------------------------------------
+    async def set_leverage(self, leverage: float, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._timed(self.broker.set_leverage, leverage, symbol, params)
+
+    async def set_margin_mode(self, margin_mode: str, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self._timed(self.broker.set_margin_mode, margin_mode, symbol, params)
+
+    async def fetch_market_leverage_tiers(self, symbol: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._timed(self.broker.fetch_market_leverage_tiers, symbol, params)
+
+    async def fetch_funding_rate_history(self, symbol: str, since: int | None = None, limit: int | None = None,
+                                         params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._timed(self.broker.fetch_funding_rate_history, symbol, since, limit, params)
+
+    async def fetch_funding_history(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return self._timed(self.broker.fetch_funding_history, symbol)
 
     async def close(self, *, mark_closed: bool = True) -> None:
         if mark_closed:

@@ -5,7 +5,9 @@ exchange, :class:`~memlab.connectors.brokers.PaperConnection` for the paper brok
 implements this protocol, and callers use nothing else: no ``isinstance`` checks, no
 reaching into a connection's exchange or book. The verbs are ccxt's, with ccxt's shapes
 (:class:`Order`, :class:`Balance`, :class:`Position`) and ccxt's errors. What a venue can do
-is in :attr:`Broker.has`, in the manner of ccxt's ``exchange.has``.
+is in :attr:`Broker.has`, in the manner of ccxt's ``exchange.has``. A broker with
+``has['shorts']`` trades perpetual swaps and also has :class:`DerivativesBroker`'s verbs
+(``set_leverage``, ``fetch_market_leverage_tiers``, funding histories).
 
 A venue ccxt does not cover is one class with these methods (see ``docs/extending.md``).
 """
@@ -54,15 +56,25 @@ class Balance(TypedDict):
 
 
 class Position(TypedDict, total=False):
-    """ccxt's position structure (spot holdings are long positions)."""
+    """ccxt's position structure (spot holdings are long positions; a swap position is
+    ``long`` or ``short`` and has the margin keys)."""
 
     symbol: str
     side: str
     contracts: float
+    contractSize: float | None
     entryPrice: float | None
     markPrice: float | None
+    notional: float | None
     unrealizedPnl: float | None
     realizedPnl: float | None
+    leverage: float | None
+    marginMode: str | None
+    collateral: float | None
+    initialMargin: float | None
+    maintenanceMargin: float | None
+    liquidationPrice: float | None
+    info: Any
 
 
 class Fill(TypedDict, total=False):
@@ -88,11 +100,16 @@ class BookState:
     entry_cost: float = 0.0
 
 
-#: The capability flags memlab adds to ccxt's (ccxt's own, e.g. ``fetchPositions``, keep their meaning):
+#: The capability flags memlab adds to ccxt's (ccxt's own, e.g. ``fetchPositions``, ``swap``,
+#: ``setLeverage``, ``fetchFundingRateHistory``, keep their meaning):
 #: ``simulatedFills`` — bars drive fills (:meth:`Broker.on_bar`), and the book survives restarts;
 #: ``costOrders`` — a market buy may give the quote to spend (``params['cost']``) instead of an amount;
-#: ``attachedStops`` — a buy may carry ``stopLoss`` / ``takeProfit`` prices as child orders.
-MEMLAB_CAPABILITIES = ("simulatedFills", "costOrders", "attachedStops")
+#: ``attachedStops`` — a buy may carry ``stopLoss`` / ``takeProfit`` prices as child orders;
+#: ``trailingStops`` — an order may carry ccxt's ``trailingPercent`` (on an entry: a child
+#: trailing stop; on a reduce-only order: the trailing stop itself);
+#: ``shorts`` — a short position can be opened (a sell without holdings, on a swap market:
+#: ``BTC/USDT:USDT``), with :class:`DerivativesBroker`'s verbs and ``params['reduceOnly']``.
+MEMLAB_CAPABILITIES = ("simulatedFills", "costOrders", "attachedStops", "trailingStops", "shorts")
 
 
 @runtime_checkable
@@ -162,6 +179,34 @@ class Broker(Protocol):
         ...
 
     async def close(self, *, mark_closed: bool = True) -> None: ...
+
+
+@runtime_checkable
+class DerivativesBroker(Protocol):
+    """The verbs of a broker with ``has['shorts']`` (perpetual swaps), ccxt's names and
+    shapes. Optional: a spot-only broker need not have them (see :data:`BROKER_VERBS`)."""
+
+    async def set_leverage(self, leverage: float, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Above the market's maximum: ``ccxt.BadRequest`` naming it."""
+        ...
+
+    async def set_margin_mode(self, margin_mode: str, symbol: str, params: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def fetch_market_leverage_tiers(self, symbol: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """ccxt's tiers: ``tier``, ``minNotional``, ``maxNotional``, ``maintenanceMarginRate``, ``maxLeverage``."""
+        ...
+
+    async def fetch_funding_rate_history(self, symbol: str, since: int | None = None, limit: int | None = None,
+                                         params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+    async def fetch_funding_history(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Funding the account paid (negative ``amount``) or received (positive)."""
+        ...
+
+
+#: The verbs of :class:`DerivativesBroker` (present when ``has['shorts']``).
+DERIVATIVE_VERBS = ("set_leverage", "set_margin_mode", "fetch_market_leverage_tiers", "fetch_funding_rate_history",
+                    "fetch_funding_history")
 
 
 #: The methods a broker needs (what :meth:`ConnectionManager.attach_broker` checks).
