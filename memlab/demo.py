@@ -112,13 +112,15 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
     from memlab.trader.holdout import hold_out
 
     config = TraderConfig(symbols=("GOOG",), strategy="sma_cross", memory_path=memory_path, agent_id="paper_demo",
-                          sizing="full", balance=100_000.0, feed={"sample": "GOOG"})
+                          sizing="full", balance=100_000.0, feed={"sample": "GOOG"}, trailing_stop=0.08)
     config = hold_out(config, GOOG_CUTOFF)  # only the bars training never saw
     report = asyncio.run(UnifiedMemGPTTrader(config).run())
     check = reconcile_with_backtest(config)
     print(f"  {report['bars']} replayed GOOG bars with {check['params']}: {report['orders']} orders, "
           f"{report['decisions']} decisions scored and remembered, {report['outcomes']} outcomes learned; "
           f"{report['bars_per_second']:,.0f} bars/s, bar->order p99 {report['bar_to_order_ms_p99']:.2f} ms")
+    print("  exits: the strategy's, and a trailing stop 8 % below the highest high since each entry "
+          "(the same rule in the backtest)")
     print(f"  paper return {check['paper_return']:+.2%}; backtest of the same unseen bars "
           f"{check['backtest_return']:+.2%} (difference {check['difference']:.1e}); parameters fitted on GOOG up to "
           f"{GOOG_CUTOFF}, judged on {check['bars']} bars after it")

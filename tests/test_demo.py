@@ -23,6 +23,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         for path in step.values():
             assert Path(path).exists(), path
     assert f"Everything is under {out.resolve()}" in done.stdout
+    # Every report is named with its full path, the nightly run's single HTML report among them.
+    listed = done.stdout.split("Reports to open in a browser")[1].split("\n\nEverything")[0].splitlines()[1:]
+    reports = [Path(line.split("| ", 1)[1].split()[-1]) for line in listed if "|" in line]
+    assert any(r.name == "nightly_training.html" for r in reports) and all(r.is_file() for r in reports)
+    assert {r.name for r in reports} >= {"backtest_equity.html", "sweep_heatmap.html"}
     session = json.loads((out / "paper_session.json").read_text())
     check = session["reconciliation"]
     assert abs(check["paper_return"] - check["backtest_return"]) < 1e-9  # paper reconciles with backtest
