@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memlab.errors import InvalidInputError, MemlabError
+from memlab.memory.durable import atomic_write_bytes
 
 if TYPE_CHECKING:
     from memlab.evaluation import EvaluationReport
@@ -88,16 +88,7 @@ def write_report(executed: str | os.PathLike[str]) -> Path:
     body, _ = HTMLExporter().from_filename(str(source))
     body = re.sub(r'<script src="https?://[^"]*">\s*</script>', "", body)
     path = source.with_suffix(".html")
-    fd, tmp = tempfile.mkstemp(dir=source.parent, prefix=".report-", suffix=".html")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, body.encode())
     return path
 
 
@@ -106,16 +97,7 @@ def write_summary(output_dir: str | os.PathLike[str], summary: Mapping[str, Any]
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "summary.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".summary-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(dict(summary), indent=2, default=str))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, json.dumps(dict(summary), indent=2, default=str).encode())
     return path
 
 
