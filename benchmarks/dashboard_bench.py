@@ -1,17 +1,31 @@
-"""Dashboard refresh with 100,000 trades in history (target ≤ 1 s); prints figures.
+"""Dashboard figures: refresh with 100,000 trades in history (target ≤ 1 s), and the server
+(`memlab dashboard`) in a real headless Chromium: first load to data (target ≤ 2 s) and its
+memory with 10 tabs (target ≤ 1.5 GB in all, back to idle within 60 s of closing them).
 
-Fills a paper_broker.sqlite with 100,000 round-trip orders/fills (200,000 fills) through
-the broker's own schema, then times: the first refresh (reads every fill), a steady
-refresh (nothing new), and a refresh after 100 new fills, against a peer in the same run:
-reading the whole book through PaperBroker.fills().
+Part 1 fills a paper_broker.sqlite with 100,000 round-trip orders/fills (200,000 fills)
+through the broker's own schema, then times: the first refresh (reads every fill), a
+steady refresh (nothing new), and a refresh after 100 new fills, against a peer in the
+same run: reading the whole book through PaperBroker.fills().
+
+Part 2 runs a real paper session (2,000 synthetic bars), starts the server on it as a
+subprocess on a free loopback port and drives /usr/bin/chromium with Playwright: the time
+from navigation until the decisions table shows rows (a new browser profile, then with
+the browser's cache warm), and the server's RSS (psutil): idle, with 10 tabs open, and
+each second after closing them, for 60 s. Prints figures, asserts nothing.
+Run: .venv/bin/python benchmarks/dashboard_bench.py [--skip-refresh] [--skip-browser]
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +67,7 @@ def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
     return out
 
 
-def main() -> None:
+def refresh_bench() -> None:
     root = Path(tempfile.mkdtemp()) / "mem"
     t = time.perf_counter()
     broker = fill_book(root, N)
@@ -78,6 +92,136 @@ def main() -> None:
     print(f"refresh after 100 new fills:     p50 {statistics.median(grow):.3f} s, max {max(grow):.3f} s  (target ≤ 1 s)")
     peer = timed(broker.fills, 3)
     print(f"peer: PaperBroker.fills() of the whole book: p50 {statistics.median(peer):.3f} s")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_info(base: str) -> dict:  # type: ignore[type-arg]
+    import json
+
+    with urllib.request.urlopen(base + "api/server.json", timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def _until(condition, timeout: float, every: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not met")
+
+
+def browser_bench() -> None:
+    import psutil
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp())
+    root = work / "mem"
+    env = {k: v for k, v in os.environ.items() if k != "MEM_ENCRYPTION_KEY"} | {"MEM_MEMORY_PATH": str(root)}
+    subprocess.run([sys.executable, "-m", "memlab.cli", "paper", "--symbol", "BTC/USDT", "--strategy", "sma_cross",
+                    "--synthetic", "2000", "--seed", "1", "--warmup", "200", "--sizing", "full", "--stop-loss", "0.05"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/"
+    t = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "memlab.cli", "dashboard", "--port", str(port), "--memory-path",
+                               str(root), "--no-browser"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up() -> bool:
+            try:
+                return bool(_server_info(base))
+            except OSError:
+                return False
+
+        _until(up, 120)
+        print(f"server start (imports, warm-up) to first answer: {time.perf_counter() - t:.1f} s")
+        proc = psutil.Process(server.pid)
+
+        def rss() -> float:
+            return proc.memory_info().rss / 2**20
+
+        print(f"server RSS idle (fresh): {rss():.0f} MB")
+        rows = ".memlab-decisions table tbody tr"
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+
+            def first_load(context, path: str) -> float:  # type: ignore[no-untyped-def]
+                page = context.new_page()
+                t = time.perf_counter()
+                page.goto(base + path)
+                page.wait_for_selector(rows, timeout=120_000)
+                took = time.perf_counter() - t
+                page.close()
+                return took
+
+            cold = []
+            for _ in range(3):  # a new profile each time: nothing cached
+                context = browser.new_context(viewport={"width": 1440, "height": 900})
+                cold.append(first_load(context, "trades"))
+                context.close()
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            first_load(context, "trades")
+            warm = [first_load(context, "trades") for _ in range(5)]
+            print(f"first load to data (/trades until the decisions table shows rows; target ≤ 2 s): "
+                  f"new profile p50 {statistics.median(cold):.2f} s (runs {', '.join(f'{c:.2f}' for c in cold)}); "
+                  f"cache warm p50 {statistics.median(warm):.2f} s, max {max(warm):.2f} s")
+            _until(lambda: _server_info(base)["viewers"] == 0, 60)
+            for rnd in ("first", "second"):
+                idle = rss()
+                pages = []
+                t = time.perf_counter()
+                for v in ["", "dashboard", "metrics", "trades", "memory"] * 2:
+                    page = context.new_page()
+                    page.goto(base + v, wait_until="commit")
+                    pages.append(page)
+                for page in pages:
+                    page.wait_for_selector(".memlab-banner div", state="attached", timeout=120_000)
+                opened = time.perf_counter() - t
+                _until(lambda: _server_info(base)["viewers"] == 10, 60)
+                open_rss = rss()
+                cpu = proc.cpu_percent(interval=None)
+                time.sleep(5)
+                cpu = proc.cpu_percent(interval=None)
+                for page in pages:
+                    page.close()
+                closed = time.perf_counter()
+                _until(lambda: _server_info(base)["viewers"] == 0, 60)
+                freed = time.perf_counter() - closed
+                trace = []
+                back_at = None
+                while time.perf_counter() - closed < 60:
+                    r = rss()
+                    trace.append(r)
+                    if back_at is None and r <= idle + 40:
+                        back_at = time.perf_counter() - closed
+                    time.sleep(1)
+                print(f"10 tabs, {rnd} round: all shown in {opened:.1f} s; server RSS idle {idle:.0f} MB, with 10 tabs "
+                      f"{open_rss:.0f} MB (target ≤ 1536 MB in all), server CPU with 10 tabs {cpu:.0f} % of one core; "
+                      f"pages freed {freed:.1f} s after closing; RSS 60 s after closing {trace[-1]:.0f} MB "
+                      f"(min {min(trace):.0f}); within 40 MB of idle after "
+                      f"{'never' if back_at is None else f'{back_at:.1f} s'}")
+            context.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    if "--skip-refresh" not in sys.argv:
+        refresh_bench()
+    if "--skip-browser" not in sys.argv:
+        browser_bench()
 
 
 if __name__ == "__main__":

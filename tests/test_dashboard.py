@@ -31,10 +31,12 @@ def seed_session(root: Path) -> PaperBroker:
         broker.on_bar("GOOG/USD", Bar(t.timestamp(), row["Open"], row["High"], row["Low"], row["Close"]))
         if i in plan:
             side, qty = plan[i]
-            broker.create_order("GOOG/USD", "market", side, qty, params={"clientOrderId": f"sig-{i}"})
+            order = broker.create_order("GOOG/USD", "market", side, qty, params={"clientOrderId": f"sig-{i}"})
+            # As the trader stores it: the order it placed; and the brain's evidence counts.
             mem.decisions.record(Decision("GOOG/USD", "sma_cross", side.upper(), 0.55 + i / 100,
-                                          f"sma_cross {side} at bar {i}", decided_at=t, price=float(row["Close"]), features={"ret_5": i / 10, "volatility": 1.0},
-                                          meta={"similar": i, "won": i // 2}))
+                                          f"sma_cross {side} at bar {i}", decided_at=t, price=float(row["Close"]),
+                                          features={"ret_5": i / 10, "volatility": 1.0},
+                                          meta={"order": {"order_id": order["id"]}, "similar": i, "won": i // 2}))
             mem.journal.append({"Strategy": "sma_cross", "Decision": side.upper(), "Confidence": 0.55 + i / 100})
     broker.create_order("GOOG/USD", "limit", "buy", 5, price=float(bars["Low"].min()) * 0.5,
                         params={"clientOrderId": "pending-1"})
@@ -262,6 +264,7 @@ def test_sharpe_of_minute_bars_fills_gaps_in_the_calendar(tmp_path: Path) -> Non
 
 
 def test_the_monitor_draws_equity_marked_to_market_with_buy_and_hold_at_market_times(replayed: Path) -> None:
+    from memlab.dashboard.figures import market_times
     from memlab.trader.equity import read_equity
 
     log = read_equity(replayed)
@@ -269,13 +272,16 @@ def test_the_monitor_draws_equity_marked_to_market_with_buy_and_hold_at_market_t
     realised, equity, benchmark, drawdown = app.equity.data
     assert (equity.name, benchmark.name) == ("equity (marked to market)", "buy & hold GOOG")
     market = log.index.strftime("%Y-%m-%d %H:%M:%S").tolist()
-    assert list(equity.x) == market and list(benchmark.x) == market and list(drawdown.x) == market
+    # x values are sent as epoch milliseconds on plotly date axes (UTC); read back they are the bars' times.
+    for trace in (equity, benchmark, drawdown):
+        assert market_times(trace.x).strftime("%Y-%m-%d %H:%M:%S").tolist() == market
     assert market[0] == "2005-06-06 00:00:00" and market[-1] == "2013-03-01 00:00:00"  # the bars' times, not today's
     assert list(equity.y) == log["equity"].tolist() and list(benchmark.y) == log["benchmark"].tolist()
     assert list(drawdown.y) == pytest.approx((log["equity"] / log["equity"].cummax() - 1).tolist())
     fills = read_fills(replayed)
-    assert list(realised.x) == fills["time"].dt.strftime("%Y-%m-%d %H:%M:%S").tolist()  # realised P&L kept, at fills
+    assert market_times(realised.x).equals(pd.DatetimeIndex(fills["time"]))  # realised P&L kept, at fills
     assert realised.y[-1] == pytest.approx(100_000.0 + fills["pnl"].sum())
+    assert app.equity.layout.xaxis.type == "date" and app.equity.layout.xaxis2.type == "date"
     assert app.equity.layout.xaxis2.title.text == "market time (UTC)"
     # The headline figures are the log's, as of the last bar's market time.
     assert f"<b>{log['equity'].iloc[-1]:,.2f}</b>" in app.perf.value and "2013-03-01 00:00:00" in app.perf.value
@@ -305,3 +311,140 @@ def test_a_folder_without_an_equity_log_falls_back_and_says_so(session: tuple[Pa
     assert "realised P&amp;L" in app.perf.value and "win rate" in app.perf.value
     assert app.equity.layout.title.text == FALLBACK_TITLE
     assert len(app.equity.data[0].y) == len(read_fills(root)) and not app.equity.data[1].y
+
+
+def test_the_price_chart_is_the_logs_closes_with_the_trades_at_market_times(replayed: Path) -> None:
+    from memlab.dashboard.app import PRICE_BARS
+    from memlab.dashboard.figures import market_times
+    from memlab.trader.equity import read_equity
+
+    log = read_equity(replayed)
+    fills = read_fills(replayed)
+    app = MonitorApp(replayed)
+    close, *marks = app.price.data
+    window = log["close:GOOG"].iloc[-PRICE_BARS:]
+    assert close.name == "close" and list(close.y) == window.tolist()  # the bars' closes, none invented
+    assert market_times(close.x).equals(window.index) and app.price.layout.xaxis.type == "date"
+    assert {t.name for t in marks} <= {"entry", "exit", "stop", "take profit"}
+    shown = pd.DatetimeIndex(sorted(t for m in marks for t in market_times(m.x)))
+    assert shown.equals(pd.DatetimeIndex(fills["time"])) and shown.year.min() >= 2005 and shown.year.max() <= 2013
+    [entries] = [m for m in marks if m.name == "entry"]
+    assert "confidence" in entries.hovertext[0] and entries.hovertext[0].count("(market time)") == 1
+    labels = [label for label in entries.text if label]  # the agent's confidence at the newest entries
+    assert len(labels) == min(20, len(entries.x)) and all(label.endswith(" %") for label in labels)
+    assert "GOOG price (market time)" in app.price.layout.title.text
+    # The first screen's cards: the last market day's P&L, win rate of round trips, Sharpe.
+    assert "today&#x27;s P&amp;L" in app.cards.value and "market day 2013-03-01" in app.cards.value
+    assert "win rate" in app.cards.value and "Sharpe" in app.cards.value and "business-day returns" in app.cards.value
+    years = {int(y) for y in __import__("re").findall(r'data-col="entry \(market time\)">(\d{4})-', app.round_trips.value)}
+    assert years and years <= set(range(2005, 2014))
+
+
+# -- alerts by severity, and bad input on the page -------------------------------------------------
+
+def test_alerts_are_ranked_by_severity_and_adaptations_are_info(session: tuple[Path, PaperBroker]) -> None:
+    from memlab.connectors.health import HealthBoard
+    from memlab.trader.equity import EquityLog
+
+    root, broker = session
+    board = HealthBoard(root)  # the trader's own health writer: one connection lost
+    board.register("binance", "broker", "binance")
+    board.failure("binance", ConnectionError("refused"), retrying=False)
+    board.flush()
+    log = EquityLog(root, ["GOOG/USD"])  # equity 20 % below its peak
+    log.hold(100_000.0, [0.0])
+    for i, close in enumerate([100.0, 100.0]):
+        log.mark(1.7e9 + 86400 * i, [close])
+    log.hold(0.0, [1000.0])
+    log.mark(1.7e9 + 86400 * 2, [80.0])
+    log.close()
+    app = MonitorApp(root)
+    items = app.alert_items(app.snapshot)
+    severities = [s for s, _ in items]
+    assert severities == sorted(severities, key=("critical", "warning", "info").index)
+    texts = dict((t, s) for s, t in items)
+    assert any(s == "critical" and t.startswith("Drawdown 20.0%") for t, s in texts.items())
+    assert any(s == "critical" and t.startswith("Lost connection: binance") for t, s in texts.items())
+    [adaptation] = [t for t, s in texts.items() if "win rate 0.41" in t]
+    assert texts[adaptation] == "info"
+    page = app.alerts.value
+    assert page.index('data-severity="critical"') < page.index('data-severity="info"')
+    assert f'<li class="memlab-alert" data-severity="info">{adaptation.replace("<", "&lt;")}</li>' in page
+
+
+def test_a_memory_folder_that_does_not_exist_says_how_to_start_a_trader(tmp_path: Path) -> None:
+    import shlex
+
+    from memlab.trader.cli import register as trader_register
+
+    missing = tmp_path / "nowhere"
+    app = MonitorApp(missing)
+    assert 'class="memlab-banner-missing"' in app.banner.value and "does not exist" in app.banner.value
+    command = app.banner.value.split("<code>")[1].split("</code>")[0]
+    assert command.startswith("memlab paper ") and str(missing) in command
+    parser = argparse.ArgumentParser()
+    trader_register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(shlex.split(command)[1:])  # the flags the page gives parse as `memlab paper`'s
+    assert (args.symbol, args.synthetic, args.memory_path) == ("BTC/USDT", 2000, str(missing))
+    assert not missing.exists()  # looking never creates it
+
+
+def test_a_corrupt_store_is_named_and_the_others_still_show(session: tuple[Path, PaperBroker]) -> None:
+    root, broker = session
+    broker.close()
+    path = root / "paper_broker.sqlite"
+    data = bytearray(path.read_bytes())
+    data[:100] = b"\x00" * 100  # the header gone: not a database any more
+    path.write_bytes(bytes(data))
+    app = MonitorApp(root, view="trades")
+    assert "unreadable" in app.positions.value and "paper broker book" in app.positions.value
+    assert "unreadable" in app.orders.value
+    page = app.alerts.value
+    [damaged] = [t for s, t in app.alert_items(app.snapshot) if "damaged store" in t]  # one alert for the store
+    assert damaged.startswith("Source unreadable (damaged store?) — positions, orders") and "fills" in damaged
+    assert "CorruptMemoryError" in damaged and "paper_broker.sqlite" in damaged
+    assert 'data-severity="critical">Source unreadable (damaged store?)' in page
+    assert "sma_cross buy at bar 25" in app.decisions.value  # the decisions store is fine and still shown
+    assert "position_size" in app.adaptations.value
+
+
+def test_a_trader_killed_mid_write_shows_its_last_consistent_state(tmp_path: Path) -> None:
+    """kill -9 while the paper session writes, and a copy of the folder taken mid-session with
+    its write-ahead log cut mid-frame: the page shows what the last commit held."""
+    import os
+    import shutil
+    import signal
+
+    from tests.support.paper_session import start_paper, wait_for_fills
+
+    memory = tmp_path / "mem"
+    proc = start_paper(memory, 20_000)
+    try:
+        wait_for_fills(proc, memory, 40)
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for name in ("paper_broker.sqlite", "decisions.sqlite", "equity.sqlite"):
+            for suffix in ("-wal", ""):  # the log first: what it holds is newer than the file
+                if (memory / f"{name}{suffix}").exists():
+                    shutil.copyfile(memory / f"{name}{suffix}", copy / f"{name}{suffix}")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    wal = copy / "paper_broker.sqlite-wal"
+    if wal.exists() and wal.stat().st_size > 4096:
+        with wal.open("r+b") as f:  # a write torn mid-frame
+            f.truncate(wal.stat().st_size - 1000)
+    for folder in (memory, copy):
+        app = MonitorApp(folder, view="trades")
+        assert not app.snapshot.errors, app.snapshot.errors
+        db = sqlite3.connect(f"file:{folder / 'paper_broker.sqlite'}?mode=ro", uri=True)
+        fills = db.execute("SELECT o.side, f.amount FROM fills f JOIN orders o ON o.id = f.order_id").fetchall()
+        held = db.execute("SELECT coalesce(sum(amount), 0) FROM positions").fetchone()[0]
+        db.close()
+        assert app.trips.fills_seen == len(fills) > 0
+        bought = sum(a for s, a in fills if s == "buy") - sum(a for s, a in fills if s == "sell")
+        assert bought == pytest.approx(held, abs=1e-6)  # fills and position from one consistent commit
+        assert sum(t.size for t in app.trips.open_trips()) == pytest.approx(held, abs=1e-6)
+        shown = float(app.snapshot.positions["quantity"].sum()) if len(app.snapshot.positions) else 0.0
+        assert shown == pytest.approx(held, abs=1e-6)

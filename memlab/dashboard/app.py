@@ -2,42 +2,113 @@
 
 Each refresh reads a :class:`~memlab.dashboard.snapshot.Snapshot` in a worker thread
 (read-only SQLite, so the trader is never blocked) and updates only the widgets whose
-content changed. Fills are read incrementally by id, and the equity log by market time,
-so a refresh with 100,000 trades in history reads only the new ones.
+content changed. Fills are read incrementally by id, decisions by id, and the equity log
+by market time; round trips are paired from the new fills only
+(:class:`~memlab.dashboard.round_trips.RoundTripBook`), so a refresh with 100,000 round
+trips in history reads and computes only what is new.
+
+The dashboard view is a trader's first screen, sized to fit 1440x900 without scrolling:
+headline cards (equity, the last market day's P&L, return against buy & hold, drawdown,
+open P&L, win rate, Sharpe), equity marked to market with buy & hold and drawdown, the
+price with entries, exits and stops (and the agent's confidence at each entry), open
+positions, the newest round trips, alerts ranked by severity and health.
 
 Performance comes from the trader's equity log (marked to market every bar, beside a
 buy-and-hold benchmark; Sharpe on a regular calendar, labelled with what it covers); a
 memory folder written before the log existed falls back to realised P&L and says so.
 Times shown are market times (the bar's), so a replay of 2012 reads as 2012; the few
-wall-clock times (journal stamps, webhook arrivals, heartbeats) are labelled as such.
+wall-clock times (journal stamps, webhook arrivals, heartbeats, the last write) are
+labelled as such.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 import pandas as pd
 
 from memlab.config import memory_path as _memory_path
 from memlab.dashboard import tables
-from memlab.dashboard.figures import equity_figure
-from memlab.dashboard.metrics import equity_curve, equity_summary, performance, pnl_curve
-from memlab.dashboard.snapshot import Snapshot, read_fills, read_snapshot, search_archival
+from memlab.dashboard.figures import equity_figure, price_figure
+from memlab.dashboard.metrics import (
+    equity_curve,
+    equity_summary,
+    last_day_change,
+    performance,
+    pnl_curve,
+)
+from memlab.dashboard.round_trips import RoundTrip, RoundTripBook, describe_evidence
+from memlab.dashboard.snapshot import (
+    Snapshot,
+    read_decisions_after,
+    read_fills,
+    read_orders,
+    read_snapshot,
+    search_archival,
+)
 from memlab.trader.equity import read_equity
 from memlab.trader.status import rss_mb
 
 VIEWS = ("dashboard", "metrics", "trades", "memory")
 DRAWDOWN_ALERT = 0.10
-FIGURE_EVERY = 5.0  # seconds between redraws of the equity figure for new bars alone
+FIGURE_EVERY = 5.0  # seconds between redraws of the figures for new bars alone
+PRICE_BARS = 2500  # bars of price drawn (the newest): what a trader watches, and quick to send
+MAX_MARKS = 2_000  # the newest fills marked on the price chart
+ROUND_TRIPS_SHOWN = 100  # rows of the trades view's round-trip table
+ROUND_TRIPS_FIRST_SCREEN = 6  # rows of the dashboard's
+ALERTS_SHOWN = 4  # alerts on the first screen; the rest are counted
+START_HINT = "memlab paper --symbol BTC/USDT --strategy sma_cross --synthetic 2000 --memory-path {path}"
 NO_EQUITY_LOG = ("No equity log in this folder (its trader predates it): equity is cash plus positions at their "
                  "last close, the curve is realised P&L at fills, and there is no Sharpe.")
+#: Alert severities, most urgent first (each alert's ``data-severity``).
+SEVERITIES = ("critical", "warning", "info")
+STOP_TYPES = ("stop_loss", "trailing_stop")
+
+
+# Plotly sizes a figure to its container when it is first drawn, and again only when the
+# window resizes: a figure drawn before its container had a width (a tab not shown yet, a
+# page still laying out) stays at plotly's 700 px default. This watches every plot and, when
+# one's drawn width differs from its container's, fires the window's resize event, which
+# makes plotly (``responsive``) and its widget view fit it to the container.
+_FIT_FIGURES_JS = """
+export default {
+  render({ el }) {
+    el.style.display = "none";
+    const check = () => {
+      for (const plot of document.querySelectorAll(".memlab-monitor .js-plotly-plot")) {
+        const width = plot.getBoundingClientRect().width;
+        const drawn = plot._fullLayout && plot._fullLayout.width;
+        if (width > 0 && drawn && Math.abs(width - drawn) > 2) {
+          window.dispatchEvent(new Event("resize"));
+          return;
+        }
+      }
+    };
+    const timer = setInterval(check, 500);
+    return () => clearInterval(timer);
+  },
+};
+"""
+
+
+def _fit_figures() -> W.DOMWidget:
+    """The (invisible) widget that keeps figures as wide as their containers (see above)."""
+    import anywidget
+
+    class FitFigures(anywidget.AnyWidget):  # type: ignore[misc]
+        _esm = _FIT_FIGURES_JS
+
+    return FitFigures()
 
 
 def _html(css: str) -> W.HTML:
@@ -50,6 +121,22 @@ def _html(css: str) -> W.HTML:
 def _set(widget: W.HTML, value: str) -> None:
     if widget.value != value:  # unchanged content sends nothing to the browser
         widget.value = value
+
+
+def _box(children: list[Any], css: str, **layout: str) -> W.VBox:
+    box = W.VBox(children, layout=W.Layout(min_width="0", **layout))
+    box.add_class(css)
+    return box
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """The agent's decision behind an entry order."""
+
+    decision_id: int
+    confidence: float
+    reason: str
+    evidence: str
 
 
 class MonitorApp:
@@ -71,14 +158,26 @@ class MonitorApp:
         self._perf: dict[str, float] | None = None
         self._equity_log: pd.DataFrame | None = None  # None: no equity log (yet)
         self._summary: dict[str, Any] | None = None
+        self._summary_at, self._peak = -math.inf, math.nan
         self._figure_stale, self._figure_at = False, -math.inf
         self._task: asyncio.Task[None] | None = None
+        # Round trips and what links them to orders and decisions, all built incrementally.
+        self.trips = RoundTripBook()
+        self._fill_order: dict[int, tuple[int, str]] = {}  # fill id -> (order id, order type)
+        self._order_fill: dict[int, int] = {}  # entry order id -> its fill id
+        self._entries: dict[int, _Entry] = {}  # order id -> the decision that placed it
+        self._decision_order: dict[int, int] = {}  # decision id -> its order id
+        self._last_decision = 0
+        self._orders_shown: pd.DataFrame | None = None  # what the orders tables show (re-rendered on change)
+        self._orders_missing: str | None = None
+        self._fills_key: tuple[bool, str] | None = None
         self.banner = W.HTML()
         self.banner.add_class("memlab-banner")
         self.cards, self.positions, self.decisions = _html("memlab-cards"), _html("memlab-positions"), _html("memlab-decisions")
         self.alerts, self.health = _html("memlab-alerts"), _html("memlab-health")
         self.perf, self.adaptations = _html("memlab-performance"), _html("memlab-adaptations")
         self.open_orders, self.orders, self.fills = _html("memlab-open-orders"), _html("memlab-orders"), _html("memlab-fills")
+        self.round_trips, self.recent_trips = _html("memlab-round-trips"), _html("memlab-round-trips-recent")
         self.core, self.journal, self.parameters = _html("memlab-core-memory"), _html("memlab-journal"), _html("memlab-parameters")
         self.archival = _html("memlab-archival")
         self.webhooks = _html("memlab-webhooks")
@@ -86,15 +185,28 @@ class MonitorApp:
         self.query.add_class("memlab-archival-query")
         self.query.observe(lambda _: self._search(), names="value")
         self.equity = equity_figure()
-        self.metrics = W.VBox([self.perf, self.equity, self.adaptations])
+        self.price = price_figure()
+        # The equity figure is shown twice (dashboard and metrics), one widget in two boxes;
+        # it comes first in the page, so the first plotly plot is the equity figure on every view.
+        self._equity_boxes = [_box([self.equity], "memlab-equity-figure", flex="45 1 0%"),
+                              _box([self.equity], "memlab-equity-figure", width="100%")]
+        self._price_box = _box([self.price], "memlab-price-chart", flex="55 1 0%")
+        self.metrics = W.VBox([self.perf, self._equity_boxes[1], self.adaptations])
+        charts = W.HBox([self._equity_boxes[0], self._price_box], layout=W.Layout(width="100%"))
+        lower = W.HBox([_box([self.positions, self.recent_trips], "memlab-side", flex="57 1 0%"),
+                        _box([self.alerts, self.health], "memlab-side", flex="43 1 0%")],
+                       layout=W.Layout(width="100%", grid_gap="16px"))
+        first = _box([self.cards, charts, lower], "memlab-first-screen", width="100%")
         views = {
-            "dashboard": W.VBox([self.cards, self.alerts, self.positions, self.decisions, self.health]),
+            "dashboard": first,
             "metrics": self.metrics,
-            "trades": W.VBox([self.open_orders, self.orders, self.fills, self.webhooks]),
+            "trades": W.VBox([self.round_trips, self.decisions, self.open_orders, self.orders, self.fills,
+                              self.webhooks]),
             "memory": W.VBox([self.core, self.journal, self.parameters, self.query, self.archival]),
         }
         self.tabs = W.Tab(children=list(views.values()), titles=list(views), selected_index=VIEWS.index(view))
-        self.widget = W.VBox([W.HTML(tables.STYLE), self.banner, self.tabs])
+        self.widget = W.VBox([W.HTML(tables.STYLE), _fit_figures(), self.banner, self.tabs],
+                             layout=W.Layout(width="100%"))
         self.widget.add_class("memlab-monitor")
         self.snapshot: Snapshot | None = None
         self.refresh()
@@ -102,12 +214,38 @@ class MonitorApp:
 
     # -- reading -------------------------------------------------------------------
     def read(self) -> tuple[Snapshot, pd.DataFrame, pd.DataFrame | None]:
-        """Read a snapshot, the fills that are new since the last read and the equity log from
-        the last bar shown on (None without a log); thread-safe to call off the loop."""
+        """Read a snapshot, the fills and decisions that are new since the last read and the
+        equity log from the last bar shown on (None without a log); thread-safe to call off
+        the loop. A source that cannot be read is named in the snapshot's errors."""
+        # Fills first: the book is then read after them (positions, orders), so every new
+        # fill's order is found there already filled, and positions are never older than fills.
+        new, fills_error = None, None
+        try:
+            new = read_fills(self.root, after_id=self._last_fill)
+        except Exception as exc:  # noqa: BLE001 - a damaged book is named; the other stores still show
+            fills_error = exc
         snap = read_snapshot(self.root, fills=False, equity=False)
-        new = read_fills(self.root, after_id=self._last_fill)
+        if fills_error is not None:
+            snap.fail("fills", fills_error)
+        # The orders behind the new fills (to tell stops from exits and find the decision):
+        # the newest 200 cover a refresh's fills; a first read of a long history reads more.
+        snap.link_orders = snap.orders
+        if new is not None and len(new) > 60:
+            try:
+                snap.link_orders = read_orders(self.root, limit=3 * len(new) + 200)
+            except Exception as exc:  # noqa: BLE001
+                snap.fail("orders", exc)
+        try:
+            snap.new_decisions = read_decisions_after(self.root, self._last_decision)
+        except Exception as exc:  # noqa: BLE001
+            if "decisions" not in snap.failed:
+                snap.fail("decisions", exc)
         known = self._equity_log
-        equity = read_equity(self.root, since=known.index[-1] if known is not None and len(known) else None)
+        equity = None
+        try:
+            equity = read_equity(self.root, since=known.index[-1] if known is not None and len(known) else None)
+        except Exception as exc:  # noqa: BLE001
+            snap.fail("equity log", exc)
         return snap, new if new is not None else pd.DataFrame(), equity
 
     def refresh(self) -> None:
@@ -119,46 +257,50 @@ class MonitorApp:
         """Update every view from ``snap``, the fills read since the last refresh and the equity
         log from the last bar shown on (``new_equity``; None when the folder has no log)."""
         self.snapshot = snap
+        self._take_decisions(snap.new_decisions)
         filled = bool(len(new_fills))
         if filled:
+            self._link_fills(new_fills, snap.link_orders if snap.link_orders is not None else snap.orders)
+            self.trips.add(new_fills)
             self._fills = new_fills if self._fills.empty else pd.concat([self._fills, new_fills], ignore_index=True)
             self._last_fill = int(self._fills["id"].iloc[-1])
-            self._curve, self._perf = pnl_curve(self._fills), performance(self._fills)
+            self._curve, self._perf = pnl_curve(self._fills), self._performance(new_fills)
         if new_equity is not None and self._take_equity(new_equity):
             self._figure_stale = True
         # A new fill redraws at once; new bars alone at most every FIGURE_EVERY seconds
         # (a figure of 5,000 points a trace takes a few hundred ms to build).
         if filled or (self._figure_stale and time.monotonic() - self._figure_at >= FIGURE_EVERY):
             self._figure_stale, self._figure_at = False, time.monotonic()
-            log = self._equity_log
-            if log is not None and len(log):
-                self.equity = equity_figure(equity_curve(log), self._curve, benchmark_name=_benchmark_name(log))
-            else:
-                self.equity = equity_figure(None, self._curve)
-            self.metrics.children = (self.perf, self.equity, self.adaptations)
+            self._draw(snap)
         self._banner(snap)
-        missing_broker = "no paper broker yet (paper_broker.sqlite not found)"
-        cards = tables.cards(self._figures(snap))
+        missing_broker = self._missing(snap, "positions", "no paper broker yet (paper_broker.sqlite not found)")
+        _set(self.cards, self._cards(snap))
+        perf = tables.cards(self._figures(snap))
         if self._equity_log is None and (self._perf or snap.balances is not None):
-            cards += f'<p class="memlab-missing memlab-no-equity-log">{html.escape(NO_EQUITY_LOG)}</p>'
-        _set(self.cards, cards)
-        _set(self.perf, cards)
-        _set(self.positions, tables.table(snap.positions, "Positions", missing=missing_broker,
-                                          columns=["symbol", "entry_price", "quantity", "mark_price", "unrealized_pnl"]))
-        _set(self.decisions, tables.table(_market_time(snap.decisions), "Agent decisions", missing="no decisions store yet",
+            perf += f'<p class="memlab-missing memlab-no-equity-log">{html.escape(NO_EQUITY_LOG)}</p>'
+        _set(self.perf, perf)
+        _set(self.positions, tables.table(self._positions(snap), "Open positions", missing=missing_broker,
+                                          columns=["symbol", "quantity", "entry_price", "mark_price", "unrealised P&L",
+                                                   "P&L %", "since (market time)", "stop"],
+                                          formats={"P&L %": tables.signed_pct, "since (market time)": _minute},
+                                          labels={"entry_price": "entry price (avg, fees in)", "mark_price": "mark"}))
+        _set(self.decisions, tables.table(self._decisions(snap), "Agent decisions (newest first)",
+                                          missing=self._missing(snap, "decisions", "no decisions store yet"),
                                           columns=[MARKET_TIME, "symbol", "strategy", "action", "confidence", "reason",
                                                    "evidence"]))
-        orders = _market_time(snap.orders)
-        _set(self.open_orders, tables.table(None if orders is None else orders[orders["status"] == "open"],
-                                            "Open / pending orders", missing=missing_broker))
-        _set(self.orders, tables.table(None if orders is None else orders[orders["status"] != "open"],
-                                       "Closed orders (newest 200)", missing=missing_broker))
-        recent_fills = None if snap.orders is None else _market_time(self._fills.tail(200).iloc[::-1])
-        _set(self.fills, tables.table(recent_fills, "Fills (newest 200)", missing=missing_broker,
-                                      columns=[MARKET_TIME, "symbol", "side", "price", "amount", "fee", "pnl"]))
+        self._order_tables(snap)
+        if filled or self._fills_key != (snap.orders is None, missing_broker):  # 200 rows: rendered when they change
+            self._fills_key = (snap.orders is None, missing_broker)
+            recent_fills = None if snap.orders is None and self._fills.empty else self._recent_fills()
+            _set(self.fills, tables.table(recent_fills, "Fills (newest 200)", missing=missing_broker,
+                                          columns=[MARKET_TIME, "symbol", "side", "kind", "price", "amount", "fee",
+                                                   "pnl"]))
+        _set(self.round_trips, self._trip_table(ROUND_TRIPS_SHOWN, "Round trips (FIFO per symbol; newest first)",
+                                                snap, full=True))
+        _set(self.recent_trips, self._trip_table(ROUND_TRIPS_FIRST_SCREEN, "Newest round trips", snap, full=False))
         params = _parameter_changes(snap.parameters)
         _set(self.adaptations, tables.table(params, "Adaptations (parameter changes: reason, from, to)",
-                                            missing="no parameter_updates.json yet"))
+                                            missing=self._missing(snap, "parameters", "no parameter_updates.json yet")))
         _set(self.parameters, self.adaptations.value.replace("Adaptations (parameter changes: reason, from, to)",
                                                               "Parameter history"))
         core = None if snap.core_memory is None else pd.DataFrame(list(snap.core_memory.items()), columns=["block", "text"])
@@ -170,6 +312,164 @@ class MonitorApp:
         _set(self.alerts, self._alerts(snap))
         _set(self.health, self._health(snap))
 
+    def _performance(self, new: pd.DataFrame) -> dict[str, float]:
+        """:func:`~memlab.dashboard.metrics.performance` of every fill so far, from the new ones
+        (the last market day's P&L from the fills since that day began, found by bisection)."""
+        perf = performance(new)
+        old = self._perf
+        if old is not None:
+            closed = old["closed_trades"] + perf["closed_trades"]
+            wins = (old["win_rate"] * old["closed_trades"] if old["closed_trades"] else 0.0) + (
+                perf["win_rate"] * perf["closed_trades"] if perf["closed_trades"] else 0.0)
+            perf |= {"realized_pnl": old["realized_pnl"] + perf["realized_pnl"], "closed_trades": closed,
+                     "win_rate": wins / closed if closed else math.nan}
+        times = pd.DatetimeIndex(self._fills["time"])
+        day = times[-1].floor("D")
+        perf["last_day_pnl"] = float(self._fills["pnl"].iloc[int(times.searchsorted(day)):].fillna(0.0).sum())
+        return perf
+
+    def _order_tables(self, snap: Snapshot) -> None:
+        """The open and closed orders tables, rendered only when the orders read changed."""
+        missing_orders = self._missing(snap, "orders", "no paper broker yet (paper_broker.sqlite not found)")
+        known, now = self._orders_shown, snap.orders
+        if (known is None) == (now is None) and (now is None or known.equals(now)) and \
+                self._orders_missing == missing_orders:
+            return
+        self._orders_shown, self._orders_missing = now, missing_orders
+        orders = _orders(now)
+        order_cols = [MARKET_TIME, "id", "symbol", "type", "side", "price", "amount", "filled", "avg fill price", "fee",
+                      "status"]
+        _set(self.open_orders, tables.table(None if orders is None else orders[orders["status"] == "open"],
+                                            "Open / pending orders", missing=missing_orders, columns=order_cols))
+        _set(self.orders, tables.table(None if orders is None else orders[orders["status"] != "open"],
+                                       "Closed orders (newest 200)", missing=missing_orders, columns=order_cols))
+
+    @staticmethod
+    def _missing(snap: Snapshot, source: str, default: str) -> str:
+        """What a table says when its source gave nothing: unreadable (and why), or not there yet."""
+        failed = snap.failed.get(source)
+        if not failed:
+            return default
+        what = failed.split(". ")[0].split(": ", 2)[-1]  # "the paper broker book is not a readable ..." (no path)
+        return f"unreadable — {what}; see Alerts (the other stores are still shown)"
+
+    # -- linking fills, orders and decisions -------------------------------------------
+    def _take_decisions(self, new: pd.DataFrame | None) -> None:
+        """Remember which order each new decision placed (its stored ``order.order_id``)."""
+        if new is None or not len(new):
+            return
+        for did, conf, reason, meta in zip(new["id"].tolist(), new["confidence"].tolist(), new["reason"].tolist(),
+                                           new["evidence"].tolist(), strict=True):
+            try:
+                order = (json.loads(meta) if isinstance(meta, str) and meta else {}).get("order") or {}
+                oid = int(order.get("order_id"))
+            except (ValueError, TypeError, AttributeError):
+                continue  # a decision not placed through an order (or stored by an older trader)
+            self._entries[oid] = _Entry(int(did), float(conf), str(reason or ""), meta if isinstance(meta, str) else "")
+            self._decision_order[int(did)] = oid
+        self._last_decision = int(new["id"].iloc[-1])
+
+    def _link_fills(self, fills: pd.DataFrame, orders: pd.DataFrame | None) -> None:
+        """Each new fill's order (id and type), found among the closed orders by what only it
+        filled: symbol, side, average price and filled amount (the book writes both from the
+        same numbers). A fill whose order is not among them keeps kind entry/exit by side."""
+        index: dict[tuple[str, str, float, float], tuple[int, str]] = {}
+        if orders is not None and len(orders):
+            done = orders[orders["filled"].fillna(0) > 0]
+            for oid, sym, side, avg, filled, type_ in zip(done["id"].tolist(), done["symbol"].tolist(),
+                                                           done["side"].tolist(), done["average"].tolist(),
+                                                           done["filled"].tolist(), done["type"].tolist(), strict=True):
+                index[(sym, side, float(avg), float(filled))] = (int(oid), str(type_))
+        for fid, sym, side, price, amount in zip(fills["id"].tolist(), fills["symbol"].tolist(), fills["side"].tolist(),
+                                                  fills["price"].tolist(), fills["amount"].tolist(), strict=True):
+            found = index.get((sym, side, float(price), float(amount)))
+            if found is not None:
+                self._fill_order[int(fid)] = found
+                if side == "buy":
+                    self._order_fill[found[0]] = int(fid)
+
+    def _kind(self, fill_id: int, side: str) -> str:
+        if side == "buy":
+            return "entry"
+        type_ = self._fill_order.get(fill_id, (0, ""))[1]
+        return "stop" if type_ in STOP_TYPES else "take profit" if type_ == "take_profit" else "exit"
+
+    def _entry(self, trip: RoundTrip) -> _Entry | None:
+        order = self._fill_order.get(trip.entry_fill)
+        return None if order is None else self._entries.get(order[0])
+
+    def _past(self, decision_id: int) -> tuple[float, pd.Timestamp] | None:
+        """A past decision's trade: its P&L as a fraction of cost and its entry time."""
+        order = self._decision_order.get(decision_id)
+        fill = None if order is None else self._order_fill.get(order)
+        trips = [] if fill is None else self.trips.by_entry.get(fill, [])
+        cost = sum(t.cost for t in trips)
+        return (sum(t.pnl for t in trips) / cost, trips[0].entry_time) if trips and cost else None
+
+    # -- figures -----------------------------------------------------------------------
+    def _draw(self, snap: Snapshot) -> None:
+        log = self._equity_log
+        old = (self.equity, self.price)
+        if log is not None and len(log):
+            self.equity = equity_figure(equity_curve(log), self._curve, benchmark_name=_benchmark_name(log))
+        else:
+            self.equity = equity_figure(None, self._curve)
+        self.price = self._price_figure(snap)
+        for box in self._equity_boxes:
+            box.children = (self.equity,)
+        self._price_box.children = (self.price,)
+        self.metrics.children = (self.perf, self._equity_boxes[1], self.adaptations)
+        for fig in old:
+            fig.close()  # its comm and its data, which nothing shows any more
+
+    def _price_figure(self, snap: Snapshot) -> Any:
+        """The price of the symbol traded last (else the log's first) over the newest
+        PRICE_BARS bars of the equity log, with that window's fills and the open stops."""
+        log = self._equity_log
+        closes = [c.split(":", 1)[1] for c in (log.columns if log is not None else []) if c.startswith("close:")]
+        symbol = str(self._fills["symbol"].iloc[-1]) if len(self._fills) else (closes[0] if closes else "")
+        if closes and symbol not in closes:
+            symbol = closes[0]
+        prices, note = None, ""
+        if log is not None and len(log) and symbol in closes:
+            prices = log[f"close:{symbol}"].iloc[-PRICE_BARS:].dropna()
+            if len(log) > PRICE_BARS:
+                note = f"newest {PRICE_BARS:,} bars"
+            if len(closes) > 1:
+                note = (note + "; " if note else "") + f"1 of {len(closes)} symbols"
+        elif symbol:
+            note = "no bar prices in this folder (no equity log): trades only"
+        marks = None
+        if len(self._fills) and symbol:
+            fills = self._fills
+            if prices is not None and len(prices):  # fills come in time order: bisect, not scan 200,000
+                fills = fills.iloc[int(pd.DatetimeIndex(fills["time"]).searchsorted(prices.index[0])):]
+            # A chart shows a few hundred marks readably; a folder without bar prices (no
+            # window) could otherwise mark 200,000 fills and take seconds each redraw.
+            fills = fills[fills["symbol"] == symbol].iloc[-MAX_MARKS:]
+            marks = fills.assign(kind=[self._kind(int(i), s) for i, s in zip(fills["id"], fills["side"], strict=True)])
+            hover, label = [], []
+            for fid, side, when, price, amount, pnl, kind in zip(marks["id"], marks["side"], marks["time"], marks["price"],
+                                                                 marks["amount"], marks["pnl"], marks["kind"], strict=True):
+                head = (f"{kind} {side} {tables.quantity(amount)} @ {tables.price(price)}<br>"
+                        f"{pd.Timestamp(when).strftime('%Y-%m-%d %H:%M')} (market time)")
+                if side == "buy":
+                    entry = self._entries.get(self._fill_order.get(int(fid), (0, ""))[0])
+                    conf = tables.confidence(entry.confidence) if entry else "?"
+                    why = html.escape(entry.reason[:110]) if entry else "no decision found for this order"
+                    hover.append(f"{head}<br>confidence {conf}<br>{why}")
+                    label.append(conf if entry else "")
+                else:
+                    hover.append(f"{head}<br>realised P&L {tables.signed_money(pnl)}")
+                    label.append("")
+            marks = marks.assign(hover=hover, label=label)
+        stops: list[float] = []
+        if snap.orders is not None and len(snap.orders):
+            o = snap.orders
+            live = o[(o["status"] == "open") & o["type"].isin(STOP_TYPES) & (o["symbol"] == symbol)]
+            stops = sorted(set(live["price"].dropna().astype(float).tolist()))
+        return price_figure(prices, marks, symbol=symbol, stops=stops, note=note)
+
     def _take_equity(self, new: pd.DataFrame) -> bool:
         """Merge the equity rows read from the last bar shown on; True when anything changed."""
         known = self._equity_log
@@ -179,12 +479,136 @@ class MonitorApp:
             if not len(new) or known[known.index >= new.index[0]].equals(new):
                 return False
             self._equity_log = pd.concat([known[known.index < new.index[0]], new])
-        self._summary = equity_summary(self._equity_log) if len(self._equity_log) else None
+        log = self._equity_log
+        if not len(log):
+            self._summary = None
+        elif self._summary is None or time.monotonic() - self._summary_at >= FIGURE_EVERY:
+            # The full summary (Sharpe resamples the whole log) at most every FIGURE_EVERY s ...
+            self._summary, self._summary_at = equity_summary(log), time.monotonic()
+            self._peak = float(log["equity"].max())
+        else:
+            # ... in between, the figures that move every bar, from the new rows alone.
+            value = new["equity"].to_numpy(float)
+            peaks = np.maximum.accumulate(np.concatenate([[self._peak], value]))[1:]
+            self._peak = float(peaks[-1])
+            first = log.iloc[0]
+            self._summary = self._summary | {
+                "equity": float(value[-1]), "as_of": log.index[-1],
+                "return": float(value[-1] / first["equity"] - 1.0),
+                "benchmark_return": float(log["benchmark"].iloc[-1] / first["benchmark"] - 1.0),
+                "max_drawdown": max(self._summary["max_drawdown"], float(-(value / peaks - 1.0).min()))}
         return self._summary is not None or known is None
 
+    # -- tables --------------------------------------------------------------------------
+    def _positions(self, snap: Snapshot) -> pd.DataFrame | None:
+        pos = snap.positions
+        if pos is None:
+            return None
+        pos = pos.copy()
+        pos["unrealised P&L"] = pos["unrealized_pnl"]
+        cost = pos["entry_price"] * pos["quantity"]
+        pos["P&L %"] = (pos["unrealized_pnl"] / cost).where(cost > 0)
+        since = {}
+        for lots in self.trips.lots.values():
+            for lot in lots:
+                since.setdefault(lot.symbol, lot.entry_time)
+        pos["since (market time)"] = [since.get(s) for s in pos["symbol"]]
+        stops: dict[str, float] = {}
+        if snap.orders is not None and len(snap.orders):
+            o = snap.orders
+            live = o[(o["status"] == "open") & o["type"].isin(STOP_TYPES)]
+            stops = live.groupby("symbol")["price"].max().to_dict()
+        pos["stop"] = [stops.get(s) for s in pos["symbol"]]
+        return pos
+
+    def _decisions(self, snap: Snapshot) -> pd.DataFrame | None:
+        frame = _market_time(snap.decisions)
+        if frame is None:
+            return None
+        frame = frame.copy()
+        frame["evidence"] = [describe_evidence(m, r, self._past) for m, r in
+                             zip(frame["evidence"].tolist(), frame["reason"].tolist(), strict=True)]
+        return frame
+
+    def _recent_fills(self) -> pd.DataFrame:
+        recent = self._fills.tail(200).iloc[::-1]
+        if not len(recent):
+            return recent.reindex(columns=[MARKET_TIME, "symbol", "side", "kind", "price", "amount", "fee", "pnl"])
+        recent = recent.assign(kind=[self._kind(int(i), s) for i, s in zip(recent["id"], recent["side"], strict=True)])
+        return _market_time(recent)  # type: ignore[return-value]
+
+    def _trip_table(self, n: int, caption: str, snap: Snapshot, *, full: bool) -> str:
+        if snap.orders is None and not self.trips.fills_seen:
+            return tables.table(None, caption, missing=self._missing(snap, "fills", "no fills yet (no paper broker)"))
+        marks = _marks(snap, self._equity_log)
+        # Market "now": the newest bar seen, in the equity log or in the fills (written first).
+        seen = [t for t in (self._summary["as_of"] if self._summary is not None else None,
+                            self._fills["time"].iloc[-1] if len(self._fills) else None) if t is not None]
+        now = max(seen) if seen else None
+        rows = []
+        for trip in self.trips.newest(n):
+            entry = self._entry(trip)
+            if trip.is_open:
+                mark = marks.get(trip.symbol)
+                pnl, frac = trip.unrealised(mark) if mark is not None else (math.nan, math.nan)
+                exit_kind, exit_time, exit_price = "open", None, mark
+            else:
+                pnl, frac = trip.pnl, trip.pnl_pct
+                exit_kind, exit_time, exit_price = self._kind(trip.exit_fill or 0, "sell"), trip.exit_time, trip.exit_price
+            row = {"symbol": trip.symbol, "entry (market time)": trip.entry_time, "entry price": trip.entry_price,
+                   "exit (market time)": exit_time, "exit price": exit_price, "size": trip.size, "P&L": pnl,
+                   "P&L %": frac, "duration": trip.duration(now), "exit": exit_kind,
+                   "confidence": entry.confidence if entry else None}
+            if full:
+                row |= {"fees": trip.fees, "reason": entry.reason if entry else "",
+                        "similar past trades": describe_evidence(entry.evidence, entry.reason, self._past) if entry else ""}
+            rows.append(row)
+        cols = ["symbol", "entry (market time)", "entry price", "exit (market time)", "exit price", "size", "P&L",
+                "P&L %", "duration", "exit", "confidence"]
+        if full:
+            cols[8:8] = ["fees"]
+            cols += ["reason", "similar past trades"]
+        else:  # the first screen's: narrower (P&L and % in one cell; the symbol only when several)
+            for row in rows:
+                row["P&L"] = tables.pnl_with_pct(row["P&L"], row["P&L %"])
+            cols = [c for c in cols if c not in ("size", "P&L %") and (c != "symbol" or len(self.trips.lots) > 1)]
+        total = len(self.trips.closed) + sum(len(v) for v in self.trips.lots.values())
+        fmts = {"P&L": tables.signed_money, "P&L %": tables.signed_pct, "entry (market time)": _minute,
+                "exit (market time)": _minute}
+        return tables.table(pd.DataFrame(rows, columns=cols), caption, missing="", columns=cols, formats=fmts,
+                            total=total)
+
+    # -- headline figures ----------------------------------------------------------------
+    def _cards(self, snap: Snapshot) -> str:
+        """The first screen's headline: marked-to-market equity, the last market day's P&L,
+        return against buy & hold, drawdown, open P&L, win rate of round trips, Sharpe."""
+        s, log = self._summary, self._equity_log
+        out: dict[str, str | tuple[str, str]] = {}
+        if s is not None and log is not None:
+            out["equity"] = (tables.money(s["equity"]), f"market time {_minute(s['as_of'])}")
+            change, frac, day = last_day_change(log["equity"])
+            out["today's P&L"] = (tables.pnl_with_pct(change, frac), f"market day {day:%Y-%m-%d}" if day else "")
+            out["return"] = (tables.signed_pct(s["return"]), f"buy & hold {tables.signed_pct(s['benchmark_return'])}")
+            out["max drawdown"] = (tables.pct(s["max_drawdown"]), f"now {tables.pct(abs(_drawdown(log)))}")
+        else:
+            out["equity"] = (tables.money(self._equity(snap)), "cash + positions at last close")
+            if self._perf:
+                out["last day P&L"] = (tables.signed_money(self._perf["last_day_pnl"]), "realised, market day")
+        if snap.positions is not None:
+            out["open P&L"] = (tables.signed_money(float(snap.positions["unrealized_pnl"].sum())),
+                               f"{len(snap.positions)} position(s)")
+        closed = len(self.trips.closed)
+        out["win rate"] = (tables.pct(self.trips.win_rate), f"{closed:,} round trips")
+        out["realised P&L"] = (tables.signed_money(self.trips.realised) if closed else "—", "net of fees")
+        if s is not None:
+            sharpe = s["sharpe"]
+            out["Sharpe"] = (_num(sharpe.value), f"{sharpe.frequency} returns, ×√{sharpe.per_year:,.0f}"
+                             if sharpe.periods >= 2 else "needs 2+ periods")
+        return tables.cards(out)
+
     def _figures(self, snap: Snapshot) -> dict[str, str]:
-        """The headline cards: marked-to-market figures from the equity log (else the fallback),
-        then realised ones from the fills."""
+        """The metrics view's cards: marked-to-market figures from the equity log (else the
+        fallback), then realised ones from the fills."""
         s, perf = self._summary, self._perf
         if s is not None:
             sharpe = s["sharpe"]
@@ -200,6 +624,13 @@ class MonitorApp:
 
     def _banner(self, snap: Snapshot) -> None:
         where = html.escape(str(snap.memory_path))
+        if not snap.exists:
+            hint = html.escape(START_HINT.format(path=snap.memory_path))
+            _set(self.banner, f'<div class="memlab-banner-missing">No trader has written to {where} yet: the memory '
+                              f"folder does not exist. Start a paper trader on it with <code>{hint}</code> (or set "
+                              f"MEM_MEMORY_PATH) and this page fills in by itself. · refreshed "
+                              f"{tables.fmt(snap.read_at)} UTC (wall clock)</div>")
+            return
         t = snap.trader or {}
         who = (f" (pid {t.get('pid')}, {html.escape(str(t.get('mode', '')))} {html.escape(', '.join(t.get('symbols', [])))} "
                f"{html.escape(str(t.get('strategy', '')))})") if t else ""
@@ -209,13 +640,14 @@ class MonitorApp:
         if snap.last_write is None:
             text, css = f"No trader has written to {where} yet: nothing to show.", "memlab-banner-stale"
         elif snap.trader_live:
-            text, css = f"Trader running{who} — last write {tables.fmt(snap.last_write)} UTC · {where}", "memlab-banner-live"
+            text, css = (f"Trader running{who} — last write {tables.fmt(snap.last_write)} UTC (wall clock) · {where}",
+                         "memlab-banner-live")
         else:
             gone = t.get("state") == "running"  # it never wrote its last heartbeat
             state = f" ({'stopped unexpectedly' if gone else html.escape(str(t.get('state')))})" if t else ""
-            text, css = (f"Trader not running{state} — showing last state from {tables.fmt(snap.last_write)} UTC · {where}",
-                         "memlab-banner-stale")
-        _set(self.banner, f'<div class="{css}">{text} · refreshed {tables.fmt(snap.read_at)} UTC</div>')
+            text, css = (f"Trader not running{state} — showing last state from {tables.fmt(snap.last_write)} UTC "
+                         f"(wall clock) · {where}", "memlab-banner-stale")
+        _set(self.banner, f'<div class="{css}">{text} · refreshed {tables.fmt(snap.read_at)} UTC (wall clock)</div>')
 
     def _equity(self, snap: Snapshot) -> float:
         if snap.balances is None or snap.orders is None:
@@ -226,66 +658,94 @@ class MonitorApp:
             value += float((snap.positions["quantity"] * snap.positions["mark_price"]).sum())
         return value
 
-    def _alerts(self, snap: Snapshot) -> str:
-        items: list[str] = []
+    # -- alerts and health -----------------------------------------------------------------
+    def alert_items(self, snap: Snapshot) -> list[tuple[str, str]]:
+        """Every alert as ``(severity, text)``, most urgent first: real problems (drawdown
+        beyond the threshold, a connection down, a trader that stopped without saying so, a
+        damaged store) are ``critical``; things to watch ``warning``; routine events
+        (adaptations) ``info``."""
+        items: list[tuple[str, str]] = []
         log = self._equity_log
         if log is not None and len(log):
             value = log["equity"]
-            dd = float(value.iloc[-1] / value.max() - 1.0)
+            dd = _drawdown(log)
             if -dd > DRAWDOWN_ALERT:
-                items.append(f"Drawdown {-dd:.1%} below peak equity {_money(float(value.max()))} "
-                             f"(market time {tables.fmt(log.index[-1])} UTC)")
+                items.append(("critical", f"Drawdown {-dd:.1%} below peak equity {_money(float(value.max()))} "
+                                          f"(market time {tables.fmt(log.index[-1])} UTC)"))
+            elif -dd > DRAWDOWN_ALERT / 2:
+                items.append(("warning", f"Drawdown {-dd:.1%} below peak equity (alert at {DRAWDOWN_ALERT:.0%})"))
         elif self._curve is not None and len(self._curve):
             equity = self._equity(snap)
             dd = float(self._curve["drawdown"].iloc[-1])
             if equity and not math.isnan(equity) and -dd > DRAWDOWN_ALERT * equity:
-                items.append(f"Drawdown {_money(dd)} of realised P&L is more than {DRAWDOWN_ALERT:.0%} of equity")
-        if snap.parameters is not None and len(snap.parameters):
-            last = snap.parameters.iloc[-1]
-            market = last.get("market_time")
-            when = (f"market time {tables.fmt(market)}" if market is not None and not pd.isna(market)
-                    else f"{tables.fmt(snap.parameters.index[-1])} (wall clock)")
-            items.append(f"Adaptation at {when}: {last['parameter']} "
-                         f"{tables.fmt(last['from'])} → {tables.fmt(last['to'])} ({last['reason']})")
+                items.append(("critical", f"Drawdown {_money(dd)} of realised P&L is more than {DRAWDOWN_ALERT:.0%} "
+                                          "of equity"))
         for name, c in ((snap.connections or {}).get("connections") or {}).items():
             if c.get("state") == "down":
-                items.append(f"Lost connection: {name} ({c.get('venue')}) is down since {tables.fmt(_utc(c.get('since')))} UTC"
-                             f" — {c.get('last_error') or 'no answer'}")
+                items.append(("critical", f"Lost connection: {name} ({c.get('venue')}) is down since "
+                                          f"{tables.fmt(_utc(c.get('since')))} UTC (wall clock) — "
+                                          f"{c.get('last_error') or 'no answer'}"))
             elif c.get("state") == "retrying":
-                items.append(f"Connection {name} ({c.get('venue')}) is retrying after {c.get('consecutive_errors')} error(s):"
-                             f" {c.get('last_error')}")
+                items.append(("warning", f"Connection {name} ({c.get('venue')}) is retrying after "
+                                         f"{c.get('consecutive_errors')} error(s): {c.get('last_error')}"))
         t = snap.trader
         if t and t.get("state") == "running" and not t.get("alive"):
-            items.append(f"Trader (pid {t.get('pid')}) stopped without saying so (killed or crashed?); "
-                         f"last heartbeat {tables.fmt(_utc(t.get('heartbeat_at')))} UTC")
+            items.append(("critical", f"Trader (pid {t.get('pid')}) stopped without saying so (killed or crashed?); "
+                                      f"last heartbeat {tables.fmt(_utc(t.get('heartbeat_at')))} UTC (wall clock)"))
         elif t and t.get("state") == "crashed":
-            items.append(f"Trader (pid {t.get('pid')}) stopped on an error; see its log")
+            items.append(("critical", f"Trader (pid {t.get('pid')}) stopped on an error; see its log"))
+        by_error: dict[str, list[str]] = {}  # one alert per damaged store, naming what it broke
+        for source, why in snap.failed.items():
+            by_error.setdefault(why, []).append(source)
+        items += [("critical", f"Source unreadable (damaged store?) — {', '.join(sources)}: {why}")
+                  for why, sources in by_error.items()]
+        items += [("critical", f"Source unreadable — {e}") for e in snap.errors
+                  if e.split(":", 1)[0] not in snap.failed]
         last_failure = (snap.deliveries or {}).get("last_failure")
         if last_failure:
-            items.append(f"Alert delivery failed ({last_failure.get('event')} to {last_failure.get('target')}, "
-                         f"{last_failure.get('time')}): {last_failure.get('error') or last_failure.get('status')}")
-        items += [f"Source unreadable — {e}" for e in snap.errors]
+            items.append(("warning", f"Alert delivery failed ({last_failure.get('event')} to {last_failure.get('target')}, "
+                                     f"{last_failure.get('time')}): {last_failure.get('error') or last_failure.get('status')}"))
+        unmatched = {s: q for s, q in self.trips.unmatched.items() if q > 0}
+        if unmatched:
+            items.append(("warning", "Sells with no open entry in the book (a position older than the book?): "
+                                     + ", ".join(f"{s} {tables.quantity(q)}" for s, q in unmatched.items())))
+        items += [("info", text) for text in _adaptations(snap.parameters, 3)]
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        return sorted(items, key=lambda item: rank[item[0]])  # stable: each severity keeps its order
+
+    def _alerts(self, snap: Snapshot) -> str:
+        items = self.alert_items(snap)
         if not items:
-            return '<p class="memlab-missing">No alerts.</p>'
-        return "<b>Alerts</b><ul>" + "".join(f'<li class="memlab-alert">{html.escape(i)}</li>' for i in items) + "</ul>"
+            return '<b>Alerts</b><p class="memlab-missing">No alerts.</p>'
+        counts = {s: sum(1 for sev, _ in items if sev == s) for s in SEVERITIES}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        shown = "".join(f'<li class="memlab-alert" data-severity="{sev}">{html.escape(text)}</li>'
+                        for sev, text in items[:ALERTS_SHOWN])
+        more = (f'<li class="memlab-missing">and {len(items) - ALERTS_SHOWN} more</li>'
+                if len(items) > ALERTS_SHOWN else "")
+        return f"<b>Alerts</b> ({summary})<ul>{shown}{more}</ul>"
 
     def _health(self, snap: Snapshot) -> str:
-        rows = [f"<li>monitor process memory: {rss_mb():.0f} MiB</li>"]
+        rows = []
         t = snap.trader
+        last = "never" if snap.last_write is None else f"{tables.fmt(snap.last_write)} UTC (wall clock)"
         if t:
             alive = "running" if t.get("alive") else f"not running ({t.get('state')})"
+            beat = _utc(t.get("heartbeat_at"))
+            ago = "" if beat is None else f", {tables.duration((snap.read_at - beat).total_seconds())} ago"
             rows.append(f'<li class="memlab-trader">trader pid {t.get("pid")}: {html.escape(alive)}, '
                         f"process memory {t.get('rss_mb', float('nan')):.0f} MiB, {t.get('bars', 0):,} bars, "
-                        f"{t.get('orders', 0):,} orders, last bar {html.escape(str(t.get('last_bar')))}, heartbeat "
-                        f"{tables.fmt(_utc(t.get('heartbeat_at')))} UTC</li>")
+                        f"{t.get('orders', 0):,} orders, last bar {html.escape(_minute(_ts(t.get('last_bar'))))} "
+                        f"(market time); heartbeat {tables.fmt(beat)} UTC (wall clock{ago}); last write {last}; "
+                        f"monitor process memory {rss_mb():.0f} MiB</li>")
         else:
             rows.append('<li class="memlab-missing">no trader heartbeat yet (trader_status.json not found)</li>')
+            rows.append(f"<li>last write to the stores {last}; monitor process memory {rss_mb():.0f} MiB</li>")
         if snap.deliveries is not None:
             rows.append(f"<li>alerts out: {snap.deliveries['delivered']} delivered, {snap.deliveries['failed']} failed</li>")
         conns = _connections(snap)
         table = tables.table(conns, "Connections", missing="no connection health yet (connections.json not found)",
-                             columns=["name", "kind", "venue", "state", "latency_ms", "latency_avg_ms", "errors",
-                                      "last_success", "last_error"])
+                             columns=["name", "kind", "venue", "state", "latency_ms", "errors", "last success (wall clock)"])
         return f"<b>System health</b><ul>{''.join(rows)}</ul>" + table.replace("<table", '<table class="memlab-connections"', 1)
 
     def _search(self) -> None:
@@ -324,7 +784,8 @@ def _connections(snap: Snapshot) -> pd.DataFrame | None:
     if not board:
         return None
     frame = pd.DataFrame(list(board.values()))
-    frame["last_success"] = [tables.fmt(_utc(v)) for v in frame["last_success"]]
+    frame["last success (wall clock)"] = [tables.fmt(_utc(v)) for v in frame["last_success"]]
+    frame["latency_ms"] = [f"{v:.2f}" if isinstance(v, int | float) else "" for v in frame["latency_ms"]]
     return frame
 
 
@@ -334,6 +795,21 @@ MARKET_TIME = "market time"
 def _market_time(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """A store's ``time`` (the bar's time: fills, orders, decisions) labelled as market time."""
     return None if frame is None else frame.rename(columns={"time": MARKET_TIME})
+
+
+def _orders(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Orders as a trader reads them: a market order has no price and, when placed by cost,
+    no amount, so its price is its average fill price and its amount what it filled
+    ("market" while it waits for the next bar)."""
+    if frame is None:
+        return None
+    out = _market_time(frame).copy()  # type: ignore[union-attr]
+    market = out["price"].isna()
+    out["avg fill price"] = out["average"]
+    out["price"] = out["price"].astype(object).where(~market, out["average"].astype(object))
+    out.loc[market & out["average"].isna(), "price"] = "market"
+    out["amount"] = out["amount"].astype(object).where(out["amount"].notna(), out["filled"].where(out["filled"] > 0))
+    return out
 
 
 def _wall_time(frame: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -351,6 +827,43 @@ def _parameter_changes(params: pd.DataFrame | None) -> pd.DataFrame | None:
     return frame[first + [c for c in frame.columns if c != MARKET_TIME]]
 
 
+def _adaptations(params: pd.DataFrame | None, most: int) -> list[str]:
+    """The newest ``most`` adaptations, newest first, one line each: the parameter changes
+    written together for one reason are one adaptation."""
+    if params is None or not len(params):
+        return []
+    out: list[str] = []
+    groups: list[tuple[Any, str, list[str], Any]] = []
+    for when, row in params.iloc[::-1].head(most * 8).iterrows():
+        change = f"{row['parameter']} {tables.fmt(row['from'])} → {tables.fmt(row['to'])}"
+        if groups and groups[-1][0] == when and groups[-1][1] == row["reason"]:
+            groups[-1][2].append(change)
+        else:
+            groups.append((when, str(row["reason"]), [change], row.get("market_time")))
+    for when, reason, changes, market in groups[:most]:
+        at = (f"market time {tables.fmt(market)}" if market is not None and not pd.isna(market)
+              else f"{tables.fmt(when)} (wall clock)")
+        out.append(f"Adaptation at {at}: {', '.join(changes)} ({reason})")
+    return out
+
+
+def _marks(snap: Snapshot, log: pd.DataFrame | None) -> dict[str, float]:
+    """The last price of each symbol: the equity log's last close, else the book's mark."""
+    marks: dict[str, float] = {}
+    if snap.positions is not None:
+        marks |= dict(zip(snap.positions["symbol"], snap.positions["mark_price"].astype(float), strict=True))
+    if log is not None and len(log):
+        last = log.iloc[-1]
+        marks |= {c.split(":", 1)[1]: float(last[c]) for c in log.columns
+                  if c.startswith("close:") and not math.isnan(float(last[c]))}
+    return marks
+
+
+def _drawdown(log: pd.DataFrame) -> float:
+    value = log["equity"]
+    return float(value.iloc[-1] / value.max() - 1.0)
+
+
 def _benchmark_name(equity: pd.DataFrame) -> str:
     symbols = [c.split(":", 1)[1] for c in equity.columns if c.startswith("close:")]
     return f"buy & hold {', '.join(symbols)}" if symbols else "buy & hold"
@@ -358,6 +871,21 @@ def _benchmark_name(equity: pd.DataFrame) -> str:
 
 def _utc(seconds: Any) -> pd.Timestamp | None:
     return None if seconds is None else pd.Timestamp(float(seconds), unit="s", tz="UTC")
+
+
+def _ts(value: Any) -> pd.Timestamp | None:
+    try:
+        return None if value is None else pd.Timestamp(value)
+    except ValueError:
+        return None
+
+
+def _minute(value: Any) -> str:
+    """A market time to the minute (seconds only when the bar has them)."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    t = pd.Timestamp(value)
+    return t.strftime("%Y-%m-%d %H:%M:%S" if t.second else "%Y-%m-%d %H:%M")
 
 
 def _money(v: float) -> str:

@@ -136,3 +136,17 @@ def equity_summary(equity: pd.DataFrame) -> dict[str, object]:
             "return": float(last["equity"] / first["equity"] - 1.0),
             "benchmark_return": float(last["benchmark"] / first["benchmark"] - 1.0),
             "max_drawdown": float(-curve["drawdown"].min()), "sharpe": sharpe_ratio(curve["equity"])}
+
+
+def last_day_change(equity: pd.Series) -> tuple[float, float, pd.Timestamp | None]:
+    """Today's P&L in a replay's terms: equity at the last bar minus equity at the last bar
+    of the market day before it (or the first bar, on the first day); the change, as a
+    fraction, and that last market day (UTC). Found by bisection, not a scan."""
+    if not len(equity):
+        return math.nan, math.nan, None
+    index = pd.DatetimeIndex(equity.index)
+    day = index[-1].normalize()
+    before = int(index.searchsorted(day)) - 1
+    base = float(equity.iloc[before]) if before >= 0 else float(equity.iloc[0])
+    last = float(equity.iloc[-1])
+    return last - base, (last / base - 1.0 if base else math.nan), day

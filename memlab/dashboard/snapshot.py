@@ -83,6 +83,25 @@ def read_fills(root: Path, *, after_id: int = 0) -> pd.DataFrame | None:
     return _unless_missing(lambda: PaperBookReader(root, timeout=READ_TIMEOUT_S).fills(after_id=after_id))
 
 
+def read_decisions_after(root: Path, after_id: int = 0, *, window: int = 256) -> pd.DataFrame | None:
+    """Decisions with id > ``after_id``, oldest first, so a refresh reads what is new.
+
+    :class:`~memlab.memory.decisions.DecisionReader` reads newest first with a limit, so
+    the window grows x4 until it reaches ``after_id``: a refresh that finds a few new
+    decisions reads one window of ``window`` rows, however long the history."""
+    reader = DecisionReader(root, timeout=READ_TIMEOUT_S)
+    limit = max(1, int(window))
+    while True:
+        frame = _unless_missing(lambda n=limit: reader.recent(n))  # type: ignore[misc]
+        if frame is None:
+            return None
+        if len(frame) < limit or int(frame["id"].min()) <= after_id:
+            break
+        limit *= 4
+    frame = frame[frame["id"] > after_id].iloc[::-1].reset_index(drop=True)
+    return frame.rename(columns={"decided_at": "time", "meta": "evidence"})
+
+
 def read_balances(root: Path) -> dict[str, float] | None:
     return _unless_missing(PaperBookReader(root, timeout=READ_TIMEOUT_S).balances)
 
@@ -129,11 +148,23 @@ class Snapshot:
     parameters: pd.DataFrame | None
     core_memory: dict[str, str] | None
     errors: list[str] = field(default_factory=list)
+    #: source name -> why it could not be read (damaged, locked...): shown, the others still are
+    failed: dict[str, str] = field(default_factory=dict)
     trader: dict[str, Any] | None = None
     connections: dict[str, Any] | None = None
     webhooks: pd.DataFrame | None = None
     deliveries: dict[str, Any] | None = None
     equity: pd.DataFrame | None = None  #: the equity log (:func:`~memlab.trader.equity.read_equity`)
+    exists: bool = True  #: whether the memory folder exists at all
+    #: the live app's incremental reads: decisions new since its last read, and the orders
+    #: behind its new fills (to tell a stop from an exit and find the decision that placed it)
+    new_decisions: pd.DataFrame | None = None
+    link_orders: pd.DataFrame | None = None
+
+    def fail(self, name: str, exc: BaseException) -> None:
+        """Record that source ``name`` could not be read (the live app's incremental reads)."""
+        self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        self.failed[name] = f"{type(exc).__name__}: {exc}"
 
     @property
     def trader_live(self) -> bool:
@@ -162,12 +193,14 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
     reads both incrementally instead)."""
     root = Path(_memory_path(memory_path))
     errors: list[str] = []
+    failed: dict[str, str] = {}
 
     def safe(name: str, fn: Any, *args: Any, **kw: Any) -> Any:
         try:
             return fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - shown to the user, one source at a time
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            failed[name] = f"{type(exc).__name__}: {exc}"
             return None
 
     lines: list[str] = []
@@ -190,5 +223,5 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         core_memory=safe("core memory", read_core_memory, root), errors=errors,
         trader=safe("trader status", read_status, root), connections=safe("connections", read_health, root),
         webhooks=safe("webhooks", read_webhook_requests, root), deliveries=safe("alert deliveries", read_deliveries, root),
-        equity=safe("equity log", read_equity, root) if equity else None,
+        equity=safe("equity log", read_equity, root) if equity else None, failed=failed, exists=root.is_dir(),
     )

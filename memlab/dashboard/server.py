@@ -1,0 +1,478 @@
+"""Serve the live monitor to any number of browsers from one process (Solara + Starlette + uvicorn).
+
+``memlab dashboard`` runs :func:`serve`: one Python process holds every viewer's widgets.
+Each browser page gets a Solara *virtual kernel* (not a Jupyter kernel process): its own
+:class:`~memlab.dashboard.app.MonitorApp` (ipywidgets + plotly), refreshed by a thread
+of this process. A page that is closed frees what it used: the browser's close beacon
+closes its virtual kernel at once; a page that vanished without one (a killed browser,
+a lost network) is culled :data:`CULL_TIMEOUT` after its websocket dropped. Closing stops
+the page's refresher and closes its widgets.
+
+Routes::
+
+    /  /dashboard  /metrics  /trades  /memory     the monitor on that view (/?view=trades works too)
+    /api/snapshot.json                           what the stores hold, as JSON (read-only; 404 + {"error"}
+                                                 when the memory folder does not exist)
+    /api/server.json                             this server: open pages (viewers) and resident memory
+
+The page's assets come from the installed ``solara-assets`` package (no CDN at run time)
+and Solara's telemetry is switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import gc
+import html
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from memlab.dashboard.app import MonitorApp
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("dashboard", "metrics", "trades", "memory")
+#: How long a page whose websocket dropped (without the close beacon) keeps its virtual kernel.
+CULL_TIMEOUT = "20s"
+#: Seconds between refreshes of each page.
+INTERVAL = 1.0
+#: The env var that carries the memory folder to the Solara app (it is imported by Solara).
+MEMORY_ENV = "MEM_MEMORY_PATH"
+
+#: Full-page layout: the document scrolls, never an inner container, so a browser's
+#: full-page screenshot captures everything.
+PAGE_CSS = """
+html, body, #app, .v-application, .v-application--wrap, .v-main, .v-main__wrap, .v-content, .v-content__wrap,
+.solara-autorouter-content, .jupyter-widgets, .widget-box, .widget-tab, .widget-tab-contents {
+    height: auto !important; max-height: none !important; overflow: visible !important;
+}
+.v-application--wrap { min-height: 0 !important; }
+.memlab-page { padding: 8px 16px; max-width: 100%; }
+.memlab-page .widget-tab > .p-TabBar, .memlab-page .widget-tab > .lm-TabBar { overflow: visible; }
+"""
+
+
+class ServeError(Exception):
+    """The address cannot be served: ``code`` 2 for a usage mistake (an --ip that is not
+    this machine's), 1 for the machine's state (port in use, permission denied)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- what each page runs ---------------------------------------------------------------------
+_viewers: dict[int, _Viewer] = {}
+_viewers_lock = threading.Lock()
+
+
+class _Viewer:
+    """One page's monitor: the app, the thread that refreshes it, and how to free both."""
+
+    def __init__(self, app: MonitorApp, context: Any, interval: float) -> None:
+        self.app, self.context, self.interval = app, context, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"memlab-refresh-{id(self):x}", daemon=True)
+
+    def start(self) -> None:
+        with _viewers_lock:
+            _viewers[id(self)] = self
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                data = self.app.read()
+                if self._stop.is_set():
+                    return
+                before = _walk(self.app.widget)
+                with self.context:  # widgets made by show() (a new figure) belong to this page
+                    self.app.show(*data)
+                    # A widget show() replaced (a figure redrawn as a new one) would stay
+                    # registered, and in memory, until the page closes: close it now.
+                    shown = {id(w) for w in _walk(self.app.widget)}
+                    for w in before:
+                        if id(w) not in shown:
+                            w.close()
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; say what failed on the page
+                if self._stop.is_set():
+                    return
+                log.warning("refresh failed: %r", exc)
+                try:
+                    with self.context:
+                        self.app.banner.value = (f'<div class="memlab-banner-stale">refresh failed: '
+                                                 f"{html.escape(repr(exc))}</div>")
+                except Exception:  # noqa: BLE001 - the page is closing
+                    log.debug("page closed during a refresh")
+
+    def close(self) -> None:
+        """Stop refreshing and close every widget of the page (the page is gone)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self.app.stop()
+        with self.context:
+            for w in _walk(self.app.widget):
+                w.close()
+        with _viewers_lock:
+            _viewers.pop(id(self), None)
+        gc.collect()
+        _trim_heap()
+
+
+def _walk(widget: Any) -> list[Any]:
+    """``widget`` and every widget under it (children of boxes and tabs, and the layout and
+    style widgets each of them has), each once."""
+    import ipywidgets
+
+    out, seen, todo = [], set(), [widget]
+    while todo:
+        w = todo.pop()
+        if id(w) in seen or not isinstance(w, ipywidgets.Widget):
+            continue
+        seen.add(id(w))
+        out.append(w)
+        todo.extend(getattr(w, "children", ()) or ())
+        todo.extend(getattr(w, name, None) for name in ("layout", "style"))
+    return out
+
+
+def _trim_heap() -> None:
+    """Give freed memory back to the OS (glibc keeps it otherwise), so RSS shows what is in use."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def viewers() -> int:
+    """How many pages are open (each with its MonitorApp and refresher)."""
+    with _viewers_lock:
+        return len(_viewers)
+
+
+def view_of(path: str, search: str | None) -> str:
+    """The view a URL asks for: ``/trades`` → trades, ``/?view=metrics`` → metrics, else dashboard."""
+    from urllib.parse import parse_qs
+
+    part = path.strip("/").split("/")[0]
+    if part in VIEWS:
+        return part
+    view = parse_qs(search or "").get("view", ["dashboard"])[0]
+    return view if view in VIEWS else "dashboard"
+
+
+def _memory_root() -> Path:
+    from memlab.config import memory_path
+
+    return Path(memory_path(os.environ.get(MEMORY_ENV) or None))
+
+
+# -- the Solara app (imported by Solara as SOLARA_APP) ----------------------------------------
+def _solara_app() -> tuple[Any, list[Any]]:
+    import solara
+    import solara.server.kernel_context as kernel_context
+
+    @solara.component
+    def Monitor() -> None:
+        router = solara.use_router()
+        view = view_of(router.path, router.search)
+
+        def open_app() -> _Viewer:
+            from memlab.dashboard.app import MonitorApp
+
+            started = time.perf_counter()
+            app = MonitorApp(_memory_root(), view=view, interval=INTERVAL)
+            log.info("page %s: monitor built in %.2f s", view, time.perf_counter() - started)
+            return _Viewer(app, kernel_context.get_current_context(), INTERVAL)
+
+        viewer = solara.use_memo(open_app, dependencies=[view])
+
+        def lifecycle() -> Callable[[], None]:
+            viewer.start()
+            return viewer.close
+
+        solara.use_effect(lifecycle, dependencies=[viewer])
+        with solara.Column(classes=["memlab-page"]):
+            solara.Title(f"memlab monitor · {view}")
+            solara.Style(PAGE_CSS)
+            solara.display(viewer.app.widget)
+
+    @solara.component
+    def Layout(children: list[Any] = []) -> Any:  # noqa: B006 - Solara's layout signature
+        return solara.Column(children=children, style={"padding": "0"})
+
+    # The root route's layout wraps every sibling route (Solara's AppLayout otherwise: a
+    # toolbar of routes and an inner scrolling container).
+    routes = [solara.Route(path="/", component=Monitor, layout=Layout)]
+    routes += [solara.Route(path=v, component=Monitor) for v in VIEWS]
+    return Layout, routes
+
+
+_app_parts: tuple[Any, list[Any]] | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``routes`` and ``Layout``, which Solara reads from this module, built on first use
+    (so importing the module does not import Solara)."""
+    global _app_parts
+    if name in ("routes", "Layout"):
+        if _app_parts is None:
+            _app_parts = _solara_app()
+        return _app_parts[1] if name == "routes" else _app_parts[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- JSON for scripts ------------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: timestamps as ISO UTC, NaN/NaT as null, frames as lists of records."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, pd.DataFrame):
+        frame = value.reset_index() if not isinstance(value.index, pd.RangeIndex) else value
+        return [_jsonable(r) for r in frame.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else (value.tz_localize("UTC") if value.tzinfo is None
+                                            else value.tz_convert("UTC")).isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, int | str | bool):
+        return value
+    if value is pd.NaT or (not isinstance(value, list | dict) and _isna(value)):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _isna(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+_WALL_CLOCK = ("heartbeat_at", "started_at", "since", "last_success", "last_error_at")
+
+
+def _wall_times(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Epoch seconds (heartbeats, connection health) as ISO UTC."""
+    if record is None:
+        return None
+    out = dict(record)
+    for key in _WALL_CLOCK:
+        v = out.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = pd.Timestamp(float(v), unit="s", tz="UTC").isoformat()
+    return out
+
+
+def _json_or_text(value: Any) -> Any:
+    """A decision's evidence: the JSON object it holds, else its text."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def snapshot_json(root: str | os.PathLike[str]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for ``/api/snapshot.json``: balances, positions, open orders,
+    recent decisions, trader status, health and errors of the memory folder ``root``.
+    Only what the monitor shows; no secret is read (no keys, no webhook secrets)."""
+    from memlab.dashboard.snapshot import read_snapshot
+
+    root = Path(root)
+    if not root.is_dir():
+        return 404, {"error": f"memory folder {str(root)!r} does not exist", "memory_path": str(root)}
+    snap = read_snapshot(root, fills=False, equity=False)
+    orders = snap.orders
+    open_orders = None if orders is None else orders[orders["status"] == "open"]
+    connections = (snap.connections or {}).get("connections")
+    decisions = snap.decisions
+    if decisions is not None and "evidence" in decisions:
+        decisions = decisions.assign(evidence=[_json_or_text(v) for v in decisions["evidence"]])
+    body = {
+        "memory_path": str(snap.memory_path),
+        "read_at": snap.read_at, "last_write": snap.last_write, "trader_live": snap.trader_live,
+        "trader": _wall_times(snap.trader),
+        "balances": snap.balances,
+        "positions": snap.positions,
+        "open_orders": open_orders,
+        "decisions": decisions,
+        "health": {"connections": None if connections is None else
+                   {name: _wall_times(c) for name, c in connections.items()},
+                   "alert_deliveries": snap.deliveries},
+        "errors": snap.errors,
+    }
+    return 200, _jsonable(body)
+
+
+# -- the server ------------------------------------------------------------------------------
+def _configure_solara() -> None:
+    """Solara reads its settings from the environment when first imported."""
+    os.environ["SOLARA_APP"] = __name__
+    os.environ.setdefault("SOLARA_KERNEL_CULL_TIMEOUT", CULL_TIMEOUT)
+    os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")
+    os.environ.setdefault("SOLARA_THEME_SHOW_BANNER", "False")
+    os.environ.setdefault("SOLARA_MODE", "production")
+
+
+def create_app(memory_path: str | os.PathLike[str] | None = None) -> Starlette:
+    """The ASGI app: Solara's routes (the monitor's pages) plus the JSON API."""
+    from memlab.config import memory_path as _memory_path
+
+    os.environ[MEMORY_ENV] = str(Path(_memory_path(memory_path)).resolve())
+    _configure_solara()
+    import solara.server.starlette as solara_starlette
+
+    _load_plotly_js_by_url()
+    _warm_up(_memory_root())
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Route
+
+    def plotly_js(request: Request) -> FileResponse:
+        return FileResponse(_plotly_js_path(), media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+    def snapshot(request: Request) -> JSONResponse:
+        status, body = snapshot_json(_memory_root())
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def server(request: Request) -> JSONResponse:
+        from memlab.trader.status import rss_mb
+
+        return JSONResponse({"viewers": viewers(), "pid": os.getpid(), "rss_mb": round(rss_mb(), 1),
+                             "memory_path": str(_memory_root())}, headers={"Cache-Control": "no-store"})
+
+    routes = [Route("/api/snapshot.json", snapshot), Route("/api/server.json", server), Route(PLOTLY_JS, plotly_js),
+              *solara_starlette.routes]
+    return Starlette(routes=routes, lifespan=solara_starlette.lifespan, middleware=solara_starlette.middleware)
+
+
+PLOTLY_JS = "/_memlab/plotly-widget.js"
+
+
+def _plotly_js_path() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+
+
+def _load_plotly_js_by_url() -> None:
+    """Make every plotly FigureWidget load plotly's widget bundle (5 MB) from this server by
+    URL, instead of carrying it in its own state: a page loads and evaluates it once (and the
+    browser caches it), where each figure used to send and evaluate it again over the websocket.
+    The stub is an ES module that anywidget evaluates; ``location.origin`` is the page's."""
+    import anywidget
+    import plotly
+    from plotly.basewidget import BaseFigureWidget
+
+    if not issubclass(BaseFigureWidget, anywidget.AnyWidget):  # plotly < 6: not an anywidget
+        return
+    url = f"{PLOTLY_JS}?v={plotly.__version__}"
+    BaseFigureWidget._esm = (f"const m = await import(location.origin + {url!r});\n"  # type: ignore[assignment]
+                             "export default m.default;\n")
+
+
+def _warm_up(root: Path) -> None:
+    """Build (and close) one monitor before the first viewer comes: importing the app and
+    plotly's first figure take seconds once per process, which the first page load would pay."""
+    from solara.server import kernel_context
+
+    context = kernel_context.create_dummy_context()  # widgets need a (virtual) kernel to belong to
+    try:
+        with context:
+            from memlab.dashboard.app import MonitorApp
+
+            app = MonitorApp(root, interval=INTERVAL)
+            for w in _walk(app.widget):
+                w.close()
+    except Exception as exc:  # noqa: BLE001 - a page will show the same problem, with context
+        log.warning("warm-up failed: %r", exc)
+    finally:
+        context.close()
+
+
+def bind(port: int, ip: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on ``ip:port``; :class:`ServeError` (one line) when it cannot be had."""
+    try:
+        infos = socket.getaddrinfo(ip, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(f"cannot listen on --ip {ip!r}: not an address of this machine ({exc})", 2) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} is already in use on {ip} (another server? try --port)") from None
+        if exc.errno == errno.EACCES:
+            raise ServeError(f"port {port} on {ip}: permission denied (ports below 1024 need root)") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ServeError(f"cannot listen on --ip {ip!r}: not an address of this machine", 2) from None
+        raise ServeError(f"cannot listen on --ip {ip!r} port {port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(memory_path: str | os.PathLike[str] | None = None, *, port: int = 5001, ip: str = "127.0.0.1",
+          open_browser: bool = False, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the monitor on ``ip:port`` until interrupted (one process, any number of viewers).
+    Raises :class:`ServeError` when the address cannot be bound."""
+    import uvicorn
+
+    sock = bind(port, ip)
+    for name in ("solara", "reacton", "uvicorn"):  # their INFO lines are per page and per render
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Cookies with samesite=none require https")
+    app = create_app(memory_path)
+    host = f"[{ip}]" if ":" in ip else ip
+    url = f"http://{'localhost' if ip in ('127.0.0.1', '0.0.0.0') else host}:{port}/"  # noqa: S104
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+
+    if on_ready is not None or open_browser:
+        def announce() -> None:
+            while not server.started and not server.should_exit:
+                threading.Event().wait(0.05)
+            if server.started:
+                if on_ready is not None:
+                    on_ready(url)
+                if open_browser:
+                    webbrowser.open(url)
+        threading.Thread(target=announce, daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
