@@ -822,7 +822,9 @@ class PaperBroker:
         if opening <= 0:
             return
         lev = self._leverage(spec.symbol)
-        ref = float(price) if type_ == "limit" else (self.last_price(spec.symbol) or 0.0) * (1 + self.slippage)
+        # A market order is checked at the price it would fill at if the next bar opened at
+        # the last close: slippage raises a buy's price and lowers a sell's.
+        ref = float(price) if type_ == "limit" else (self.last_price(spec.symbol) or 0.0) * (1 + sign * self.slippage)
         size = (abs(pos.contracts) if pos.side == sign else 0.0) + opening
         limit = margin.max_notional(spec.tiers, lev)
         if size * spec.contract_size * ref > limit + 1e-9:
@@ -830,6 +832,11 @@ class PaperBroker:
                                     f"{spec.quote} exceeds the risk limit {limit:g} {spec.quote} of {lev:g}x leverage")
         need = opening * spec.contract_size * ref * (1 / lev + self.fees)
         free = self._total(spec.quote) - self._reserved(spec.quote)
+        if pos.side == -sign:
+            # A flip (one-way mode: one order) first closes the position, which releases its
+            # margin and its P&L less the closing fee, as the fill does (_fill_swap).
+            q = abs(pos.contracts) * spec.contract_size
+            free += pos.collateral + margin.unrealized_pnl(pos.side, q, pos.entry, ref) - q * ref * self.fees
         if need > free + 1e-9:
             raise ccxt.InsufficientFunds(f"paper broker: {side} {amount:g} {spec.symbol} needs {need:.2f} {spec.quote} "
                                          f"of margin and fees at {lev:g}x, {free:.2f} free")
@@ -1116,7 +1123,10 @@ class PaperBroker:
         if opening > 1e-15:
             lev = self._leverage(symbol)
             per_contract = spec.contract_size * price * (1 / lev + self.fees)
-            opening = min(opening, max(cash, 0.0) / per_contract)  # what the cash still pays for
+            affordable = max(cash, 0.0) / per_contract  # what the cash still pays for
+            if affordable < opening and spec.min_amount is not None and affordable < float(spec.min_amount):
+                affordable = 0.0  # cut below the market's minimum: nothing opens (no dust position)
+            opening = min(opening, affordable)
         if opening > 1e-15:
             q = opening * spec.contract_size
             open_fee = q * price * self.fees

@@ -7,6 +7,10 @@ in hand; running the same command again resumes where it stopped::
     SYMBOL=GOOG STRATEGY=sma_cross memlab paper --sample GOOG --sizing full
     memlab paper --symbol BTC/USDT --strategy momentum --synthetic 50000 --speed 600
     memlab paper --symbol GOOG --strategy bollinger --strategy-file my_strategies.py --sample GOOG
+    memlab paper --symbol BTC/USDT:USDT --strategy sma_cross --synthetic 5000 --sizing full --leverage 3
+
+A perpetual swap (``BTC/USDT:USDT``) trades long and short; ``--leverage`` is set on it at
+start (the broker refuses one above the market's maximum, naming it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 from typing import Any
 
 from memlab.cli import (
@@ -30,6 +35,17 @@ from memlab.cli import (
     share,
     timestamp,
 )
+
+
+def leverage(text: str) -> float:
+    """A leverage: a finite number >= 1 (1 = none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"a leverage is a number >= 1 (3 = 3x), got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -67,6 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="close a position this many bars after its entry (market order at the open)")
     p.add_argument("--size", type=share, default=None,
                    help="share of free cash each entry spends with --sizing full, in (0, 1] (default 1)")
+    p.add_argument("--leverage", type=leverage, default=None, metavar="X",
+                   help="perpetual swaps (BTC/USDT:USDT): margin leverage, up to the market's maximum (default 1)")
     g = p.add_argument_group("protections (each blocks new entries for a while; exits always go ahead)")
     g.add_argument("--max-stop-losses", type=positive_int, default=None, metavar="K",
                    help="after K stop-losses within --stop-loss-window bars, no entries for --pause bars")
@@ -121,7 +139,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "strategy": args.strategy, "mode": args.mode, "broker": args.broker, "memory_path": args.memory_path,
         "sizing": args.sizing, "min_confidence": args.min_confidence, "stop_loss": args.stop_loss,
         "take_profit": args.take_profit, "trailing_stop": args.trailing_stop, "exit_after": args.exit_after,
-        "size": args.size, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
+        "size": args.size, "leverage": args.leverage, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
         "agent_id": args.agent_id, "max_bars": args.max_bars, "sync_interval": args.sync_interval,
         "timeframe": args.timeframe, "feed": feed,
         "confirm_live": True if args.confirm_live else None,
@@ -176,4 +194,6 @@ def _command(args: argparse.Namespace) -> int:
               + (f"; bar->order p99 {p99:.2f} ms" if p99 is not None else ""))
         print(f"{report['signals']} entry/exit signals scored; {report['skipped']} entries skipped"
               + "".join(f"\n  {n} {why}" for why, n in sorted(report["skip_reasons"].items(), key=lambda x: -x[1])))
+        for symbol, n in report.get("short_signals_ignored", {}).items():
+            print(f"{n} short signals not traded: {symbol} is a spot market")
     return 0

@@ -26,6 +26,18 @@ MODES = ("paper", "live")
 SIZINGS = ("agent", "full")
 
 
+def is_swap_symbol(symbol: str) -> bool:
+    """Whether ``symbol`` is ccxt's symbol of a perpetual swap (``BASE/QUOTE:SETTLE``)."""
+    return ":" in symbol
+
+
+def spot_to_swap(symbol: str) -> str:
+    """The linear perpetual of a spot symbol: ``BTC/USDT`` -> ``BTC/USDT:USDT``."""
+    head = symbol.partition(":")[0]
+    quote = head.partition("/")[2] or "USD"
+    return f"{head}:{quote}"
+
+
 @dataclass(frozen=True)
 class TraderConfig:
     """What a trading session trades, where, and how it sizes.
@@ -40,6 +52,10 @@ class TraderConfig:
       ``stop_loss`` / ``take_profit`` / ``trailing_stop`` as fractions of the signal bar's
       close, attached to each entry; ``exit_after`` bars after the entry's fill bar, a
       market exit at the next open.
+    - ``leverage``: set on the broker at start for each perpetual swap symbol
+      (``BTC/USDT:USDT``); the broker refuses one above the market's maximum, naming it.
+      On a swap the session trades long and short (``short_entry`` / ``short_exit``); a
+      spot symbol trades long only (its short signals are counted and said once).
     - ``protections`` (:class:`memlab.trader.protections.ProtectionRules`): a stop-loss
       guard, a drawdown halt and a per-symbol cooldown; each blocks entries for a while.
     - ``sync_interval``: memory and book writes are fsynced together at the end of each
@@ -67,6 +83,7 @@ class TraderConfig:
     trailing_stop: float | None = None
     exit_after: int | None = None
     size: float = 1.0
+    leverage: float = 1.0
     protections: ProtectionRules = field(default_factory=ProtectionRules)
     feed: Mapping[str, Any] | None = None
     timeframe: str = "1m"
@@ -91,6 +108,12 @@ class TraderConfig:
         if self.size < 1 and self.sizing != "full":
             raise InvalidInputError(f"size {self.size} is the share of free cash an entry spends with sizing='full'; "
                                     "with sizing='agent' the agent sizes each entry")
+        if isinstance(self.leverage, bool) or not isinstance(self.leverage, (int, float)) or not self.leverage >= 1:
+            raise InvalidInputError(f"leverage is a number >= 1 (1 = no leverage), got {self.leverage!r}")
+        if self.leverage != 1 and not any(is_swap_symbol(s) for s in self.symbols):
+            raise InvalidInputError(f"leverage {self.leverage:g} is for perpetual swaps; {', '.join(self.symbols)} "
+                                    f"{'is a spot market' if len(self.symbols) == 1 else 'are spot markets'} "
+                                    f"(trade e.g. {spot_to_swap(self.symbols[0])})")
         if not self.sync_interval >= 0:
             raise InvalidInputError(f"sync_interval is seconds >= 0, got {self.sync_interval}")
         CostModel(fees=self.fees, slippage=self.slippage)  # refuses either outside [0, 1), naming it
@@ -115,10 +138,11 @@ class TraderConfig:
             )
 
     def quote_for(self, symbol: str) -> str:
+        """The quote (for a linear perpetual, the settle) currency of ``symbol``."""
         if self.quote:
             return self.quote
         _, _, q = symbol.partition("/")
-        return q or "USD"
+        return q.partition(":")[0] or "USD"
 
     def feed_settings(self) -> dict[str, Any]:
         """The :meth:`~memlab.connectors.ConnectionManager.add_data_feed` settings of the session:
@@ -131,7 +155,7 @@ class TraderConfig:
         elif not has_data and "source" not in cfg:
             from memlab.data import SAMPLES
 
-            name = self.symbols[0].replace("/", "")
+            name = self.symbols[0].partition(":")[0].replace("/", "")
             cfg.update({"sample": name} if name in SAMPLES else {"synthetic": {"n": 5000, "seed": 7}})
         if cfg.get("source", "replay") == "replay":
             cfg.setdefault("warmup", self.warmup)

@@ -11,6 +11,15 @@ The seed's integration, with the same code path in paper and live mode:
 4. when an exit fills, the outcome goes back into memory (``close_position``), where the
    agent learns and adapts.
 
+Long and short: on a perpetual swap (``BTC/USDT:USDT``, a broker with ``has['shorts']``)
+the session trades both sides as vectorbt's ``from_signals(direction="both")`` does
+(:meth:`UnifiedMemGPTTrader._swap_action`): ``short_entry`` opens a short or reverses a
+long, ``short_exit`` closes a short, ``entry`` opens a long or reverses a short; an entry
+and an exit of one side at the same bar cancel, so do a long and a short entry. The
+book's ``held`` is signed (contracts, negative when short). ``TraderConfig.leverage`` is
+set on the broker at start. On a spot market the short signals are not traded: said once
+per session and symbol (a journal line and a log line) and counted in the report.
+
 The session uses the agent service (:class:`~memlab.agent.MemoryAgent`) and the broker
 (:class:`~memlab.connectors.protocol.Broker`) directly; the seed's JSON gateway
 (:class:`~memlab.agent.gateway.MemGPTConnector`) is an adapter over the same agent for other
@@ -55,12 +64,14 @@ import pandas as pd
 from memlab.connectors import ConnectionManager, ReplayFeed
 from memlab.connectors.protocol import Broker, Order
 from memlab.data.bars import Bar
+from memlab.errors import InvalidInputError
 from memlab.memory import MemoryStores
 from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
-from memlab.trader.config import TraderConfig
+from memlab.trader.config import TraderConfig, spot_to_swap
 from memlab.trader.equity import EquityLog, read_equity
 from memlab.trader.pipeline import (
+    ENTRY_SIDES,
     DecisionPipeline,
     Holdings,
     Outcome,
@@ -92,6 +103,11 @@ class _Book:
     open_decision: int | None = None
     pending: dict[str, str] = field(default_factory=dict)  # client id -> side, unfilled orders
     last_close: float = float("nan")
+    swap: bool = False  # a perpetual swap: held is signed (contracts; < 0 short)
+    entry_price: float = 0.0  # a swap position's entry price
+    entry_decision: int | None = None  # a swap entry placed, not filled yet: its decision
+    shorts_said: bool = False  # a spot book's "no shorts here" was said this session
+    last_time: float = float("nan")  # the last bar's time
 
 
 def strategy_params(config: TraderConfig, symbol: str, stores: MemoryStores) -> dict[str, Any]:
@@ -125,6 +141,7 @@ class UnifiedMemGPTTrader:
         self.latencies: list[float] = []
         self.counts = {"bars": 0, "signals": 0, "orders": 0, "fills": 0, "decisions": 0, "skipped": 0, "outcomes": 0}
         self.skip_reasons: collections.Counter[str] = collections.Counter()  # why entries were not taken
+        self.shorts_ignored: collections.Counter[str] = collections.Counter()  # spot symbol -> short signals
         self._stop = asyncio.Event()
         self._started = False
         from memlab.webhooks.outbound import DrawdownState
@@ -140,6 +157,7 @@ class UnifiedMemGPTTrader:
         self._tick = TickCommit()
         self.equity_log = EquityLog(self.config.memory_path, self.config.symbols)  # marked to market every bar
         self._equity_fills = -1  # fills when cash and holdings were last given to the equity log
+        self._rehold = False  # funding moved a swap's margin: give the equity log cash again
 
     def __repr__(self) -> str:
         c = self.config
@@ -182,13 +200,15 @@ class UnifiedMemGPTTrader:
         if FEED not in self.manager.feeds:
             await self.manager.add_data_feed(FEED, c.feed_settings())
         self.pipeline = DecisionPipeline(self.agent, self.broker, SizingRule(
-            c.sizing, c.min_confidence, c.stop_loss, c.take_profit, c.trailing_stop, c.size))
+            c.sizing, c.min_confidence, c.stop_loss, c.take_profit, c.trailing_stop, c.size, c.leverage, c.slippage))
         feed = self.manager.feed(FEED)
         for symbol in c.symbols:
             base, _, quote = symbol.partition("/")
             known = feed.frames[symbol] if isinstance(feed, ReplayFeed) else feed.history(symbol)
             params = strategy_params(c, symbol, self.agent.stores)
-            self.books[symbol] = _Book(symbol, base, quote or c.quote_for(symbol), SignalBook(c.strategy, params, known))
+            self.books[symbol] = _Book(symbol, base, quote.partition(":")[0] or c.quote_for(symbol),
+                                       SignalBook(c.strategy, params, known), swap=self.pipeline.is_swap(symbol))
+        await self._set_leverage()
         self.agent.repair_journal()
         self.guard = ProtectionGuard.open(c.protections, c.memory_path) if c.protections.active else None
         if self.guard is not None and c.protections.max_drawdown is not None:
@@ -204,6 +224,21 @@ class UnifiedMemGPTTrader:
         log.info("%r started; resuming after %s", self,
                  {s: b.resume_at for s, b in self.books.items() if b.resume_at is not None} or "nothing")
 
+    async def _set_leverage(self) -> None:
+        """Set ``leverage`` on each swap symbol (the broker refuses one above the market's
+        maximum, naming the maximum: that message is the error)."""
+        c = self.config
+        for symbol, book in self.books.items():
+            if not book.swap:
+                if c.leverage != 1:
+                    raise InvalidInputError(f"leverage {c.leverage:g}: {symbol} is a spot market; leverage is for "
+                                            f"perpetual swaps (trade {spot_to_swap(symbol)})")
+                continue
+            try:
+                await self.broker.set_leverage(c.leverage, self.broker.market_symbol(symbol))  # type: ignore[attr-defined]
+            except ccxt.BadRequest as exc:
+                raise InvalidInputError(str(exc)) from None
+
     async def _resume(self) -> None:
         """Rebuild positions, pending orders and open decisions from the book and memory."""
         for server in list(self.manager.webhooks.values()):
@@ -215,8 +250,11 @@ class UnifiedMemGPTTrader:
         totals = balance.get("total") or {}
         store = self.agent.stores.decisions
         for symbol, book in self.books.items():
-            book.held = float(totals.get(book.base) or 0.0)
             self._cash[book.quote] = float(totals.get(book.quote) or 0.0)
+            if book.swap:
+                await self._resume_swap(book)
+                continue
+            book.held = float(totals.get(book.base) or 0.0)
             state = broker.book_state(symbol)  # a venue's book does not know our bars: all None
             book.resume_at = state.last_bar_time
             book.last_close = state.last_price or float("nan")
@@ -239,12 +277,68 @@ class UnifiedMemGPTTrader:
                 until = times[k + 1] if not last else float("inf")
                 await self._close_missed(book, int(decision_id), times[k], until)
 
+    async def _resume_swap(self, book: _Book) -> None:
+        """A swap book after a restart: the position from ``fetch_positions``, the entry
+        placed but not filled and the position held tied to their decisions by the orders'
+        keys, and outcomes of positions that closed while the trader was down recorded."""
+        broker, store = self.broker, self.agent.stores.decisions
+        assert self.pipeline is not None
+        market = broker.market_symbol(book.symbol)
+        state = broker.book_state(book.symbol)
+        book.resume_at = state.last_bar_time
+        book.last_close = state.last_price or float("nan")
+        position = next((p for p in await broker.fetch_positions()
+                         if p["symbol"] == market and p.get("collateral") is not None), None)
+        if position is not None and float(position["contracts"]) > 0:
+            book.held = (1.0 if position["side"] == "long" else -1.0) * float(position["contracts"])
+            book.entry_price = float(position["entryPrice"] or 0.0)
+            book.entry_cost = abs(book.held) * book.entry_price
+        for order in await broker.fetch_open_orders(market):
+            if order.get("parentId") is None and order.get("clientOrderId") and order.get("type") == "market":
+                book.pending[order["clientOrderId"]] = order["side"]
+                if not order.get("reduceOnly"):
+                    book.entry_decision = store.find_key(self.pipeline.order_key(order))
+        fills = broker.fills_between(book.symbol, float("-inf"), float("inf"))
+        if book.held:
+            side = "buy" if book.held > 0 else "sell"
+            opened = [f for f in fills if f["side"] == side]
+            if opened:
+                book.entry_bar = opened[-1]["bar_time"]
+                book.open_decision = store.find_key(self.pipeline.order_key({"id": str(opened[-1]["order_id"])}))
+        if self.guard is not None:
+            await self._replay_exits(book)
+        open_rows = store.frame(symbol=book.symbol, agent_id=self.config.agent_id, closed=False)
+        for decision_id in open_rows["id"].tolist():
+            if int(decision_id) not in (book.open_decision, book.entry_decision):
+                await self._close_missed_swap(book, int(decision_id), fills)
+
+    async def _close_missed_swap(self, book: _Book, decision_id: int, fills: list[dict[str, Any]]) -> None:
+        """A swap decision whose position closed while the trader was down: its outcome is
+        the first closing fill (opposite side, with P&L) after its entry order's fill, and
+        its cost the notional the entry opened (as :meth:`_on_swap_fill` counts it)."""
+        key = self.agent.stores.decisions.get(decision_id).key or ""
+        order_id = key.rpartition(":order:")[2]
+        held, cost, entered = 0.0, 0.0, False
+        for fill in fills:  # the position through the fills: what each one closed and opened
+            sign = 1.0 if fill["side"] == "buy" else -1.0
+            closing = min(float(fill["amount"]), abs(held)) if held * sign < 0 else 0.0
+            if entered and closing > 0 and fill["pnl"] is not None:
+                await self._record_outcome(decision_id, float(fill["pnl"]), cost, fill["bar_time"])
+                return
+            held = round(held + sign * closing, 12)
+            held = 0.0 if abs(held) <= 1e-9 else held
+            opening = round(float(fill["amount"]) - closing, 12)
+            if str(fill["order_id"]) == order_id and opening > 1e-12:
+                cost, entered = opening * float(fill["price"]), True
+            held = round(held + sign * opening, 12)
+        # Not closed yet, or its order never filled (cancelled): no outcome.
+
     async def _replay_exits(self, book: _Book) -> None:
         """Exits the book filled after the protections' saved state (a killed run's last bars)."""
         assert self.guard is not None
         since = self.guard.as_of.get(book.symbol, float("-inf"))
         for fill in self.broker.fills_between(book.symbol, since, float("inf")):
-            if fill["side"] == "sell":
+            if (fill["pnl"] is not None) if book.swap else fill["side"] == "sell":  # a swap's closing fills
                 await self._protect_exit(book, fill, fill["bar_time"])
 
     async def _protect_exit(self, book: _Book, fill: dict[str, Any], bar_time: float) -> None:
@@ -334,24 +428,45 @@ class UnifiedMemGPTTrader:
             return  # processed by an earlier run
         replaying_last = book.resume_at is not None and bar.time == book.resume_at
         self.counts["bars"] += 1
-        book.last_close = bar.close
         broker = self.broker
         closed: list[tuple[int, float, float]] = []
         for fill in broker.on_bar(symbol, bar):  # the paper book fills on bars; a venue on its own
             closed += await self._on_fill(book, fill, bar)
+        if book.swap and book.held and (bar.time // 3600 != book.last_time // 3600):
+            # Funding (every 1-8 h, on the hour) moves the margin without a fill: look again.
+            await self._refresh_cash(book)
+        book.last_close, book.last_time = bar.close, bar.time
         if book.pending and not broker.has.get("simulatedFills"):
             closed += await self._poll_pending(book, bar)
+        elif book.pending and book.swap:
+            # An order the book cancelled (a reduce-only one whose position was liquidated,
+            # one the margin no longer paid for at the fill) is no longer on its way.
+            for cid in list(book.pending):
+                if (await broker.fetch_order(cid, symbol)).get("status") != "open":
+                    del book.pending[cid]
         if self.guard is not None and self._holding:
             # Equity at this close, before this bar's signal: a halt it starts blocks that signal too.
             self._announce(self.guard.record_equity(self.equity(), bar.time), None, bar.time)
         entry, exit_, row = book.signals.at(bar)
         after = self.config.exit_after
-        if after and book.held > 1e-12 and book.entry_bar is not None and not exit_:
-            # The backtest's time exit: a market exit at the open of the bar `after` bars after
-            # the entry's fill bar, so the order goes out at the close of the bar before it.
-            exit_ = book.signals.bars_since(book.entry_bar, row) + 1 >= after
-        action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
-        if action == "BUY" and any(side == "buy" for side in book.pending.values()):
+        action: str | None
+        if book.swap:
+            action = self._swap_action(book, entry, exit_, row)
+            if action is not None and book.pending:
+                # An order is still on its way, unless it is this very bar's (a stopped run's).
+                mine = replaying_last and bar_client_id(self.config.agent_id, symbol, bar.time,
+                                                        action.lower()) in book.pending
+                if not mine:
+                    action = None
+        else:
+            if book.signals.shorts_at(row)[0]:
+                self._ignore_short(book, bar)
+            if after and book.held > 1e-12 and book.entry_bar is not None and not exit_:
+                # The backtest's time exit: a market exit at the open of the bar `after` bars after
+                # the entry's fill bar, so the order goes out at the close of the bar before it.
+                exit_ = book.signals.bars_since(book.entry_bar, row) + 1 >= after
+            action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
+        if action == "BUY" and not book.swap and any(side == "buy" for side in book.pending.values()):
             # An entry is already on its way, unless it is this very bar's, placed by a run
             # that stopped before logging it: then going through again logs it (same order).
             mine = replaying_last and bar_client_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
@@ -367,6 +482,43 @@ class UnifiedMemGPTTrader:
             await self._record_outcome(decision_id, pnl, cost, bar.time)
         self._mark(bar)
 
+    def _swap_action(self, book: _Book, entry: bool, exit_: bool, row: int) -> str | None:
+        """What a swap book does at ``row``: ``BUY`` / ``SHORT`` (open, or reverse the other
+        side), ``SELL`` / ``COVER`` (close), or None, resolved as vectorbt's ``from_signals``
+        resolves them (``upon_*_conflict="ignore"``, ``upon_opposite_entry="reverse"``), after
+        ``exit_after``'s time exit as the backtest's signal function sets it."""
+        le, lx = entry, exit_
+        se, sx = book.signals.shorts_at(row)
+        side = 0 if abs(book.held) <= 1e-12 else (1 if book.held > 0 else -1)
+        after = self.config.exit_after
+        if after and side and book.entry_bar is not None and book.signals.bars_since(book.entry_bar, row) + 1 >= after:
+            if side > 0:
+                le, lx = False, True
+            else:
+                se, sx = False, True
+        if le and lx:
+            le = lx = False
+        if se and sx:
+            se = sx = False
+        if le and se:
+            le = se = False
+        if side > 0:
+            return "SHORT" if se else "SELL" if lx else None
+        if side < 0:
+            return "BUY" if le else "COVER" if sx else None
+        return "BUY" if le else "SHORT" if se else None
+
+    def _ignore_short(self, book: _Book, bar: Bar) -> None:
+        """A short signal on a spot market: counted; said once per session and symbol."""
+        self.shorts_ignored[book.symbol] += 1
+        if book.shorts_said:
+            return
+        book.shorts_said = True
+        note = f"{book.symbol} is a spot market: short signals are not traded; trade {spot_to_swap(book.symbol)}"
+        log.warning("%s", note)
+        self.agent.stores.journal.append({"Strategy": self.config.strategy, "Shorts": "IGNORED", "Symbol": book.symbol},
+                                         note=note, at=datetime.fromtimestamp(bar.time, UTC))
+
     async def execute_trade(self, book: _Book, bar: Bar, action: str, features: dict[str, float], received: float,
                             replaying_last: bool = False, *, strategy: str | None = None, client_id: str | None = None,
                             qty: float | None = None, when: pd.Timestamp | None = None) -> Outcome:
@@ -379,9 +531,11 @@ class UnifiedMemGPTTrader:
         signal = {"symbol": book.symbol, "strategy": strategy or c.strategy, "action": action, "price": bar.close,
                   "features": features, "time": when if when is not None else pd.Timestamp(bar.time, unit="s", tz="UTC")}
         client_id = client_id or bar_client_id(c.agent_id, book.symbol, bar.time, action.lower())
+        if book.swap and action in ENTRY_SIDES:
+            await self._refresh_cash(book)  # sized on the margin as it is now (funding moves it)
         holdings = Holdings(held=book.held, free=self._cash.get(book.quote, 0.0),
-                            equity=self.equity() if c.sizing == "agent" else 0.0)
-        blocked = self._blocked(book, bar) if action == "BUY" else ""
+                            equity=self.equity() if c.sizing == "agent" else 0.0, entry=book.entry_price)
+        blocked = self._blocked(book, bar) if action in ENTRY_SIDES else ""
         outcome = await self.pipeline.decide(signal, holdings, client_id=client_id, qty=qty, replaying=replaying_last,
                                              blocked=blocked)
         if outcome.order is None:
@@ -393,9 +547,12 @@ class UnifiedMemGPTTrader:
         self.latencies.append(outcome.placed_at - received)
         self.counts["orders"] += 1
         if order.get("status") in ("open", None):
-            book.pending[client_id] = action.lower()
-        if action == "BUY":
-            book.open_decision = outcome.decision_id
+            book.pending[client_id] = str(order.get("side") or action.lower())
+        if action in ENTRY_SIDES and outcome.decision_id is not None:
+            if book.swap:
+                book.entry_decision = outcome.decision_id  # the position it opens, once filled
+            else:
+                book.open_decision = outcome.decision_id
             self.counts["decisions"] += outcome.logged
         if not self.broker.has.get("simulatedFills") and order.get("status") == "closed":
             for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
@@ -485,6 +642,8 @@ class UnifiedMemGPTTrader:
         """Book a fill; returns the outcome to record when it closed the position."""
         self.counts["fills"] += 1
         self._holding = True
+        if book.swap:
+            return await self._on_swap_fill(book, fill, bar)
         for cid, side in list(book.pending.items()):
             if side == fill["side"]:
                 del book.pending[cid]
@@ -513,6 +672,54 @@ class UnifiedMemGPTTrader:
                                       "amount": fill["amount"], "fee": fill["fee"], "pnl": fill.get("pnl"),
                                       "time": bar.time, "order_id": fill["order_id"]})
         return out
+
+    async def _on_swap_fill(self, book: _Book, fill: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
+        """A swap fill: what it closes of the position held (its P&L is the open decision's
+        outcome; a reversal closes one position and opens the next in one fill), then what
+        it opens (the placed entry's decision becomes the position's)."""
+        order = await self.broker.fetch_order(str(fill["order_id"]), book.symbol)
+        book.pending.pop(str(order.get("clientOrderId")), None)
+        balance = await self.broker.fetch_balance()
+        self._cash[book.quote] = float(balance["total"].get(book.quote, 0.0))
+        sign = 1.0 if fill["side"] == "buy" else -1.0
+        amount, price, prev = float(fill["amount"]), float(fill["price"]), book.held
+        closing = min(amount, abs(prev)) if prev * sign < 0 else 0.0
+        opening = round(amount - closing, 12)
+        out: list[tuple[int, float, float]] = []
+        if closing > 0:
+            cost = book.entry_cost * closing / abs(prev)  # the notional it was opened at
+            book.held = round(prev + sign * closing, 12)
+            if abs(book.held) <= 1e-9:  # closed (what is left is float dust, not a position)
+                book.held, book.entry_cost, book.entry_price, book.entry_bar = 0.0, 0.0, 0.0, None
+            else:
+                book.entry_cost -= cost
+            if book.open_decision is not None:
+                out.append((book.open_decision, float(fill["pnl"] or 0.0), cost))
+                book.open_decision = None
+            if self.guard is not None and not book.held:
+                await self._protect_exit(book, fill, bar.time)
+        if opening > 1e-12:
+            if not book.held:
+                book.entry_bar = bar.time
+            size = round(abs(book.held) + opening, 12)  # as the broker keeps contracts: no float dust
+            book.entry_price = (abs(book.held) * book.entry_price + opening * price) / size if book.held else price
+            book.held = sign * size
+            book.entry_cost += opening * price
+            if book.entry_decision is not None:
+                book.open_decision, book.entry_decision = book.entry_decision, None
+        self.manager.publish("fill", {"symbol": book.symbol, "side": fill["side"], "price": fill["price"],
+                                      "amount": fill["amount"], "fee": fill["fee"], "pnl": fill.get("pnl"),
+                                      "time": bar.time, "order_id": fill["order_id"]})
+        return out
+
+    async def _refresh_cash(self, book: _Book) -> None:
+        """Read the settle currency's total (cash and margin) again; equity is re-held."""
+        balance = await self.broker.fetch_balance()
+        cash = float(balance["total"].get(book.quote, 0.0))
+        if cash != self._cash.get(book.quote):
+            self._cash[book.quote] = cash
+            self._holding = True
+            self._rehold = True
 
     async def _record_outcome(self, decision_id: int, pnl: float, cost: float, when: float) -> None:
         ret = pnl / cost * 100 if cost and np.isfinite(cost) else None
@@ -551,23 +758,27 @@ class UnifiedMemGPTTrader:
         value = sum(self._cash.values())
         for book in self.books.values():
             if book.held and np.isfinite(book.last_close):
-                value += book.held * book.last_close
+                # A swap's cash total holds its margin: the position adds its unrealised P&L.
+                value += book.held * (book.last_close - book.entry_price if book.swap else book.last_close)
         return value
 
     def _mark(self, bar: Bar) -> None:
         self._last_bar = bar
-        if self._equity_fills != self.counts["fills"]:  # cash and holdings move only with fills
+        if self._equity_fills != self.counts["fills"] or self._rehold:  # cash and holdings move with fills (and funding)
+            self._rehold = False
             if self._equity_fills < 0:  # this process's first bar: store bars a killed run marked, not wrote
                 self.equity_log.recover(bar.time, self.manager.feed(FEED))
             self._equity_fills = self.counts["fills"]
-            self.equity_log.hold(sum(self._cash.values()), [b.held for b in self.books.values()])
+            # cash + held x close is the equity: a swap's margin total less held x entry makes it so.
+            swap_entry = sum(b.held * b.entry_price for b in self.books.values() if b.swap)
+            self.equity_log.hold(sum(self._cash.values()) - swap_entry, [b.held for b in self.books.values()])
         self.equity_log.mark(bar.time, [bar.close] if len(self.books) == 1 else
                              [b.last_close for b in self.books.values()])
         heartbeat = self.heartbeat is not None and self.heartbeat.due()
         if not heartbeat and not self._holding:
             return  # flat, and no fill since the last look: equity is the cash it was
         equity = self.equity()
-        self._holding = any(b.held > 0 for b in self.books.values())
+        self._holding = any(b.held != 0 for b in self.books.values())
         if not equity > 0:
             return
         # Each level once per peak, restarts included: the state is on disk before it is said.
@@ -592,6 +803,7 @@ class UnifiedMemGPTTrader:
         elapsed = time.perf_counter() - self.started_at if self.started_at else 0.0
         lat = np.array(self.latencies) * 1000
         out: dict[str, Any] = {"state": state, **self.counts, "skip_reasons": dict(self.skip_reasons),
+                               "short_signals_ignored": dict(self.shorts_ignored),
                                "equity": self.equity(),
                                "return": self.equity() / self.config.balance - 1 if self.config.mode == "paper" else None,
                                "seconds": elapsed, "bars_per_second": self.counts["bars"] / elapsed if elapsed else None,

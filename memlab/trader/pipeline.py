@@ -9,6 +9,14 @@ one client-id scheme, one sizing rule and one set of journal lines:
 - an entry placed is a decision in memory (``log_decision``), once per order;
 - an exit is a ``Decision: SELL`` line; its fill becomes the entry decision's outcome.
 
+On a perpetual swap (``BTC/USDT:USDT``, a broker with ``has['shorts']``) the pipeline also
+takes ``SHORT`` (open a short, or reverse a long into one) and ``COVER`` (close the short).
+The agent sees a short entry as a ``SELL`` signal (scored from the memory of its own
+``SELL`` decisions) and stores it as a ``SELL`` decision, whose outcome is the short's
+P&L; a cover is a ``Decision: BUY`` exit line. A ``BUY`` while short reverses it. Swap
+orders are amounts in contracts (see :meth:`DecisionPipeline.swap_amount`); exits are
+reduce-only, and stops sit on the side that protects the position (above a short).
+
 Client order ids are deterministic, so a repeat (a restarted bar, a retried alert) finds
 the order already placed instead of placing a second one: :func:`bar_client_id` for a
 strategy's signal at a bar, :func:`alert_client_id` for a webhook alert.
@@ -36,6 +44,11 @@ from memlab.errors import InvalidInputError
 #: Share of the intended spend a venue entry leaves unspent, for the move between signal and fill.
 LIVE_PRICE_BUFFER = 0.002
 SIZINGS = ("agent", "full")
+#: The pipeline's actions: entries (order side) and exits (order side), and how the agent
+#: sees each (a short entry is a SELL decision; a cover is a BUY exit).
+ENTRY_SIDES = {"BUY": "buy", "SHORT": "sell"}
+EXIT_SIDES = {"SELL": "sell", "COVER": "buy"}
+AGENT_ACTIONS = {"BUY": "BUY", "SELL": "SELL", "SHORT": "SELL", "COVER": "BUY"}
 
 
 def bar_client_id(agent_id: str, symbol: str, bar_time: float, side: str) -> str:
@@ -61,6 +74,9 @@ class SizingRule:
     - ``stop_loss`` / ``take_profit`` / ``trailing_stop``: fractions of the signal's price
       (the bar's close) for protective children; a trailing stop is sent as ccxt's
       ``trailingPercent`` and ratchets on the venue (the paper broker: with each bar's high).
+    - ``leverage`` and ``slippage`` (swaps): an entry's spend is margin at ``leverage``; its
+      amount is priced at the signal's close moved by ``slippage`` (where a market order
+      fills when the next bar opens at that close).
     """
 
     sizing: str = "agent"
@@ -69,19 +85,23 @@ class SizingRule:
     take_profit: float | None = None
     trailing_stop: float | None = None
     size: float = 1.0
+    leverage: float = 1.0
+    slippage: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sizing not in SIZINGS:
             raise InvalidInputError(f"sizing is agent or full, got {self.sizing!r}")
 
-    def cost(self, position_size: float, *, free: float, equity: float, risk_per_trade: float) -> float:
-        """Quote currency to spend on an entry."""
+    def cost(self, position_size: float, *, free: float, equity: float, risk_per_trade: float,
+             leverage: float = 1.0) -> float:
+        """Quote currency to spend on an entry (as margin at ``leverage`` on a swap: the
+        risk cap then allows ``1/leverage`` of the spend, the notional being ``leverage``×)."""
         if self.sizing == "full":
             return free * self.size
         cost = float(position_size) * equity
         stop = self.stop_loss or self.trailing_stop
         if stop:
-            cost = min(cost, risk_per_trade * equity / stop)
+            cost = min(cost, risk_per_trade * equity / stop / leverage)
         return min(cost, free)
 
 
@@ -89,9 +109,10 @@ class SizingRule:
 class Holdings:
     """What the caller holds of a symbol and its cash, when the signal arrives."""
 
-    held: float = 0.0
-    free: float = 0.0
+    held: float = 0.0  # signed on a swap: contracts, negative when short
+    free: float = 0.0  # cash; on a swap the settle currency's total, the position's margin included
     equity: float = 0.0
+    entry: float = 0.0  # a swap position's entry price (to size a reversal)
 
 
 @dataclass
@@ -141,48 +162,121 @@ class DecisionPipeline:
         is why no entry may open now (a protection's reason): an entry is then skipped,
         scored and journalled like any other skip, and an exit goes ahead."""
         self.broker.flush()  # the book is on disk before memory records anything about this bar
-        analysis = dict(await self.agent.analyze_signal_async(signal))
-        symbol, action = str(signal["symbol"]), str(signal["action"])
+        action = str(signal["action"])
+        scored = {**signal, "action": AGENT_ACTIONS.get(action.upper(), action)}
+        analysis = dict(await self.agent.analyze_signal_async(scored))
+        symbol = str(signal["symbol"])
         price = float(signal["price"])
+        swap = self.is_swap(symbol)
+        if action in ("SHORT", "COVER") and not swap:
+            raise InvalidInputError(f"{symbol} is a spot market: no shorts; trade {_swap_of(symbol)}")
         amount: float | None
         params: dict[str, Any] = {"clientOrderId": client_id}
         stops: dict[str, float] = {}
-        if action == "BUY":
+        entry = action in ENTRY_SIDES
+        if entry:
+            sign = 1 if action == "BUY" else -1
+            reversing = swap and holdings.held * sign < -1e-12
             if qty is not None and not blocked:
-                amount = float(qty)
+                amount = float(qty) + (abs(holdings.held) if reversing else 0.0)
             else:
                 why = blocked or self._decline(analysis)
                 risk = float(self.agent.parameters().get("risk_per_trade", 0.02))
-                cost = 0.0 if why else self.rule.cost(analysis["position_size"], free=holdings.free,
-                                                      equity=holdings.equity, risk_per_trade=risk)
+                opening = 0.0
+                if swap:
+                    opening, why_not = self.swap_amount(symbol, sign, price, holdings, analysis, risk) if not why \
+                        else (0.0, "")
+                    why = why or why_not
+                    cost = opening
+                else:
+                    cost = 0.0 if why else self.rule.cost(analysis["position_size"], free=holdings.free,
+                                                          equity=holdings.equity, risk_per_trade=risk)
                 if not why and cost <= 0:
                     why = "no cash left to size it with"
+                if why and reversing:
+                    # The position is closed all the same (the signal closes it); no new one opens.
+                    return await self._exit(signal, scored, analysis, "SELL" if sign < 0 else "COVER", holdings,
+                                            client_id, None, replaying)
                 if why:
                     self._journal_skip(signal, analysis, why, replaying)
                     return Outcome("skipped", analysis, client_id, why=why)
-                if self.broker.has.get("costOrders"):
+                if swap:
+                    amount = opening + (abs(holdings.held) if reversing else 0.0)
+                elif self.broker.has.get("costOrders"):
                     amount, params["cost"] = None, cost
                 else:
                     # A venue charges its fee on top and fills at its own price: leave room for both.
                     fee = self.broker.taker_fee(symbol)
                     amount = self.broker.amount_to_precision(symbol, cost * (1 - LIVE_PRICE_BUFFER) / (price * (1 + fee)))
             if self.rule.stop_loss:
-                stops["stop_loss"] = price * (1 - self.rule.stop_loss)
+                stops["stop_loss"] = price * (1 - sign * self.rule.stop_loss)
             if self.rule.take_profit:
-                stops["take_profit"] = price * (1 + self.rule.take_profit)
+                stops["take_profit"] = price * (1 + sign * self.rule.take_profit)
             if self.rule.trailing_stop:
-                stops["trailing_stop"] = price * (1 - self.rule.trailing_stop)  # where it starts; it ratchets up
+                # Where it starts; it ratchets with the highs (a long) or the lows (a short).
+                stops["trailing_stop"] = price * (1 - sign * self.rule.trailing_stop)
                 params["trailingPercent"] = self.rule.trailing_stop * 100
             params |= {"stopLoss": stops.get("stop_loss"), "takeProfit": stops.get("take_profit")}
             params = {k: v for k, v in params.items() if v is not None}
+            if reversing:
+                await self.cancel_protection(symbol)  # the old position's stops go with it
+            side = ENTRY_SIDES[action]
         else:
-            amount = holdings.held if qty is None else min(float(qty), holdings.held)
-            await self.cancel_protection(symbol)
-        order = await self.broker.create_order(self.broker.market_symbol(symbol), "market", action.lower(),
-                                               amount, None, params)
+            return await self._exit(signal, scored, analysis, action, holdings, client_id, qty, replaying)
+        order = await self.broker.create_order(self.broker.market_symbol(symbol), "market", side, amount, None, params)
         outcome = Outcome("placed", analysis, client_id, order=order, stops=stops, placed_at=time.perf_counter())
-        self._remember(signal, outcome, replaying)
+        self._remember(scored, outcome, replaying, entry=True)
         return outcome
+
+    async def _exit(self, signal: Mapping[str, Any], scored: Mapping[str, Any], analysis: dict[str, Any], action: str,
+                    holdings: Holdings, client_id: str, qty: float | None, replaying: bool) -> Outcome:
+        """Close what is held (a long with SELL, a short with COVER; reduce-only on a swap),
+        after cancelling the position's protective orders."""
+        symbol = str(signal["symbol"])
+        held = abs(holdings.held)
+        amount = held if qty is None else min(float(qty), held)
+        params: dict[str, Any] = {"clientOrderId": client_id}
+        if self.is_swap(symbol):
+            params["reduceOnly"] = True
+        await self.cancel_protection(symbol)
+        order = await self.broker.create_order(self.broker.market_symbol(symbol), "market", EXIT_SIDES[action],
+                                               amount, None, params)
+        outcome = Outcome("placed", analysis, client_id, order=order, placed_at=time.perf_counter())
+        exit_scored = {**scored, "action": AGENT_ACTIONS[action]}
+        self._remember(exit_scored, outcome, replaying, entry=False, short=action == "COVER")
+        return outcome
+
+    def is_swap(self, symbol: str) -> bool:
+        """Whether ``symbol`` trades as a perpetual swap here: a broker that can short, and
+        ccxt's swap symbol (``BASE/QUOTE:SETTLE``)."""
+        return bool(self.broker.has.get("shorts")) and ":" in self.broker.market_symbol(symbol)
+
+    def swap_amount(self, symbol: str, sign: int, price: float, holdings: Holdings, analysis: Mapping[str, Any],
+                    risk: float) -> tuple[float, str]:
+        """The contracts a swap entry opens (``sign`` +1 long, -1 short) and why none (""
+        when some): the spend (:meth:`SizingRule.cost`; with ``sizing="full"`` ``size`` of
+        the cash) as margin at the rule's leverage, fees included, at the price the order
+        fills if the next bar opens at ``price`` (slippage against it). A reversal first
+        closes the position held, so its cash is counted after that close. The amount is
+        rounded down by the broker's ``amount_to_precision``; contract size 1 (linear
+        perpetuals quoted per base unit). At leverage 1 this is what vectorbt's
+        ``from_signals(direction="both", size=np.inf)`` buys or sells at that price."""
+        rule, fee = self.rule, self.broker.taker_fee(symbol)
+        fill = price * (1 + sign * rule.slippage)
+        free = holdings.free
+        if holdings.held * sign < -1e-12:  # reversing: the close releases margin and P&L, less its fee
+            free += holdings.held * (fill - holdings.entry) - abs(holdings.held) * fill * fee
+        spend = rule.cost(analysis["position_size"], free=free, equity=holdings.equity, risk_per_trade=risk,
+                          leverage=rule.leverage)
+        if not self.broker.has.get("simulatedFills"):
+            spend *= 1 - LIVE_PRICE_BUFFER  # a venue fills at its own price: leave room
+        if spend <= 0:
+            return 0.0, "no cash left to size it with"
+        amount = self.broker.amount_to_precision(symbol, spend / (fill * (1 / rule.leverage + fee)))
+        _, minimum = self.broker.amount_rules(symbol)
+        if minimum and amount < minimum:
+            return 0.0, f"{amount:g} contracts is below the market's minimum amount {minimum:g}"
+        return amount, ""
 
     async def recover(self, client_id: str, symbol: str,
                       signal_for: Callable[[Order], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]) -> Outcome | None:
@@ -225,10 +319,12 @@ class DecisionPipeline:
             return "sized 0 by the agent (confidence 0.50 or less: no edge)"
         return ""
 
-    def _remember(self, signal: Mapping[str, Any], outcome: Outcome, replaying: bool) -> None:
+    def _remember(self, signal: Mapping[str, Any], outcome: Outcome, replaying: bool, *, entry: bool | None = None,
+                  short: bool = False) -> None:
+        """Log an entry as a decision (once per order) or journal an exit (``short``: a cover)."""
         order, analysis = outcome.order, outcome.analysis
         assert order is not None
-        if order["side"] == "buy":
+        if entry if entry is not None else order["side"] == "buy":
             decision: dict[str, Any] = {**signal, "mem_confidence": analysis["confidence"],
                                         "mem_reason": analysis["reason"]}
             if outcome.stops.get("stop_loss") or outcome.stops.get("trailing_stop"):
@@ -242,10 +338,11 @@ class DecisionPipeline:
             outcome.logged = known is None
         elif not replaying or not self._journalled("Order", outcome.client_id):
             # An exit closes the entry's position: journalled, and its fill becomes the entry
-            # decision's outcome (a long-only book has no separate SELL positions).
+            # decision's outcome (an exit is no position of its own).
             self.agent.stores.journal.append(
-                {"Strategy": signal["strategy"], "Decision": "SELL", "Confidence": round(analysis["confidence"], 4),
-                 "Order": outcome.client_id}, note=f"exit {signal['symbol']}", at=_when(signal))
+                {"Strategy": signal["strategy"], "Decision": "BUY" if short else "SELL",
+                 "Confidence": round(analysis["confidence"], 4), "Order": outcome.client_id},
+                note=f"exit {signal['symbol']}" + (" short" if short else ""), at=_when(signal))
 
     def _journal_skip(self, signal: Mapping[str, Any], analysis: Mapping[str, Any], why: str, replaying: bool) -> None:
         # Not an order, so not a decision with an outcome: the journal says what happened.
@@ -259,6 +356,11 @@ class DecisionPipeline:
     def _journalled(self, name: str, value: str) -> bool:
         """Whether one of the journal's last lines has ``name: value`` (replaying a bar)."""
         return any(e.fields.get(name) == value for e in self.agent.stores.journal.tail(20))
+
+
+def _swap_of(symbol: str) -> str:
+    head = symbol.partition(":")[0]
+    return f"{head}:{head.partition('/')[2] or 'USD'}"
 
 
 def _when(signal: Mapping[str, Any]) -> pd.Timestamp:

@@ -8,6 +8,18 @@ children and :func:`memlab.backtest.simulate`'s stops follow the same rules (lev
 the signal bar's close, checked from the bar after the entry, a gap filled at the open).
 A difference means a fill, a fee or a signal went differently: worth knowing before
 trusting either.
+
+A session on a perpetual swap (``BTC/USDT:USDT``) trades long and short: at leverage 1
+without funding it is a ``direction="both"`` backtest (vectorbt reverses a position on an
+opposite entry as the session does). Its entries are amounts in contracts priced at the
+signal bar's close (the paper broker takes no ``cost`` for swaps), so the two agree to
+1e-9 when each bar opens at the previous close, as a 24/7 market's bars do; a bar that
+gaps makes the session spend a little more or less than vectorbt, which sizes at the
+open. A leveraged session, or one that paid or received funding, has no vectorbt
+backtest: it is reconciled with :func:`memlab.backtest.perp.simulate_perp` (isolated
+margin, liquidation, the funding rates and leverage tiers in the session's book), which
+sizes at the signal close as the session does, so they agree on gapped bars too. That
+backtest has no stops: a leveraged or funded session with stops is refused, naming why.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import pandas as pd
 from memlab.connectors.manager import replay_frames
 from memlab.connectors.paper_broker import PaperBroker
 from memlab.errors import InvalidInputError
-from memlab.trader.config import TraderConfig
+from memlab.trader.config import TraderConfig, is_swap_symbol
 from memlab.trader.loop import strategy_params
 
 
@@ -36,22 +48,50 @@ def reconcile_with_backtest(config: TraderConfig) -> dict[str, Any]:
     if settings.get("source", "replay") != "replay":
         raise InvalidInputError("reconciling needs a replayed session (stored bars)")
     symbol = config.symbols[0]
+    swap = is_swap_symbol(symbol)
     bars = replay_frames("reconcile", [symbol], settings)[symbol]
     warmup = int(settings.get("warmup", 0))
     with MemoryStores(config.memory_path) as stores:
         params = strategy_params(config, symbol, stores)
     signals = compute_signals(config.strategy, bars, params).iloc[warmup:]
-    pf = backtest.simulate(bars.iloc[warmup:], signals, fees=config.fees, slippage=config.slippage,
-                           init_cash=config.balance, **config.exits.backtest_kwargs())
     broker = PaperBroker(config.memory_path)
     try:
         paper = broker.equity(config.quote_for(symbol)) / config.balance - 1
         fills = len(broker.fills(symbol))
+        funded = swap and any(f["amount"] for f in broker.fetch_funding_history(symbol))
+        if swap and (funded or config.leverage != 1):
+            market = broker.market(symbol)
+            perp_book = {"funding": broker.fetch_funding_rate_history(symbol),
+                         "tiers": broker.fetch_market_leverage_tiers(symbol),
+                         "funding_interval": float(market["fundingInterval"]),
+                         "min_amount": market["limits"]["amount"]["min"]}
     finally:
         broker.close()
+    if swap and (funded or config.leverage != 1):
+        return _reconcile_perp(config, bars.iloc[warmup:], signals, params, paper, fills, perp_book)
+    pf = backtest.simulate(bars.iloc[warmup:], signals, fees=config.fees, slippage=config.slippage,
+                           init_cash=config.balance, direction="both" if swap else "longonly",
+                           **config.exits.backtest_kwargs())
     bt = float(pf.total_return())
     trades = backtest.engine.trades_frame(pf)
-    return {"symbol": symbol, "params": params, "bars": len(bars) - warmup, "paper_return": paper,
+    return {"symbol": symbol, "direction": "both" if swap else "longonly", "params": params, "bars": len(bars) - warmup, "paper_return": paper,
             "backtest_return": bt, "difference": paper - bt, "paper_fills": fills,
             "backtest_trades": len(trades), "backtest_stats": backtest.engine.portfolio_stats(
                 pf, backtest.engine.periods_per_year(pd.DatetimeIndex(bars.index)))}
+
+
+def _reconcile_perp(config: TraderConfig, bars: pd.DataFrame, signals: pd.DataFrame, params: dict[str, Any],
+                    paper: float, fills: int, book: dict[str, Any]) -> dict[str, Any]:
+    """A leveraged or funded swap session against :func:`memlab.backtest.perp.simulate_perp`."""
+    from memlab.backtest.perp import simulate_perp
+
+    if config.stop_loss or config.take_profit or config.trailing_stop:
+        raise InvalidInputError("reconciling a leveraged or funded session with stops is not done: "
+                                "memlab.backtest.perp simulates no stops")
+    result = simulate_perp(bars, signals, init_cash=config.balance, fees=config.fees, slippage=config.slippage,
+                           leverage=config.leverage, size=config.size, exit_after=config.exit_after, **book)
+    bt = result.total_return
+    return {"symbol": config.symbols[0], "direction": "both", "backtest": "perp", "params": params,
+            "bars": len(bars), "paper_return": paper, "backtest_return": bt, "difference": paper - bt,
+            "paper_fills": fills, "backtest_fills": len(result.fills), "backtest_funding": result.funding,
+            "backtest_liquidations": result.liquidations}

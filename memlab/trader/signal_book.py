@@ -20,7 +20,7 @@ from memlab.strategies import compute_signals
 
 
 class SignalBook:
-    """Entry/exit flags and features of one symbol at each bar."""
+    """Entry/exit flags (long and short) and features of one symbol at each bar."""
 
     def __init__(self, strategy: str, params: Mapping[str, Any], frame: pd.DataFrame, *,
                  window: int = WARMUP_BARS * 5) -> None:
@@ -37,6 +37,8 @@ class SignalBook:
         self.times = self.frame.index.as_unit("ns").asi8 / 1e9
         self.entry = signals["entry"].to_numpy(dtype=bool)
         self.exit = signals["exit"].to_numpy(dtype=bool)
+        self.short_entry = signals["short_entry"].to_numpy(dtype=bool)
+        self.short_exit = signals["short_exit"].to_numpy(dtype=bool)
         self.features = features[list(FEATURE_NAMES)].to_numpy(dtype=float)
         self.ok = ~np.isnan(self.features).any(axis=1)
 
@@ -60,6 +62,10 @@ class SignalBook:
         i = self._row(bar)
         self._i = i + 1
         return bool(self.entry[i]), bool(self.exit[i]), i
+
+    def shorts_at(self, row: int) -> tuple[bool, bool]:
+        """``(short_entry, short_exit)`` at ``row`` (a row :meth:`at` gave)."""
+        return bool(self.short_entry[row]), bool(self.short_exit[row])
 
     def row_at(self, time: float) -> int:
         """The row of the bar at ``time``; a bar newer than every row known gets the next row."""
