@@ -1,4 +1,4 @@
-"""Dashboard figures: refresh with 100,000 trades in history (target ≤ 1 s), and the server
+"""Dashboard figures: refresh with 100,000 trades in history (target ≤ 0.5 s), and the server
 (`memlab dashboard`) in a real headless Chromium: first load to data (target ≤ 2 s) and its
 memory with 10 tabs (target ≤ 1.5 GB in all, back to idle within 60 s of closing them).
 
@@ -89,7 +89,7 @@ def refresh_bench() -> None:
         app.refresh()
 
     grow = timed(add_and_refresh, 10)
-    print(f"refresh after 100 new fills:     p50 {statistics.median(grow):.3f} s, max {max(grow):.3f} s  (target ≤ 1 s)")
+    print(f"refresh after 100 new fills:     p50 {statistics.median(grow):.3f} s, max {max(grow):.3f} s  (target ≤ 0.5 s)")
     peer = timed(broker.fills, 3)
     print(f"peer: PaperBroker.fills() of the whole book: p50 {statistics.median(peer):.3f} s")
 
