@@ -57,6 +57,7 @@ import pandas as pd
 
 from memlab.connectors import margin
 from memlab.errors import InvalidInputError
+from memlab.strategies.signal_frame import resolve_signals
 
 #: The paper connection's quantity step (``PaperConnection.STEP``).
 STEP = 1e-8
@@ -220,23 +221,9 @@ def simulate_perp(ohlcv: pd.DataFrame, signals: pd.DataFrame, *, init_cash: floa
         equity[i] = cash + coll + pos * (c[i] - entry)
         # The trader at this close: its signal, resolved, becomes the next open's order.
         side_now = 0 if abs(pos) <= 1e-12 else (1 if pos > 0 else -1)
-        le, lx, se, sx = bool(le_[i]), bool(lx_[i]), bool(se_[i]), bool(sx_[i])
-        if exit_after and side_now and entry_bar >= 0 and i - entry_bar + 1 >= exit_after:
-            if side_now > 0:
-                le, lx = False, True
-            else:
-                se, sx = False, True
-        if le and lx:
-            le = lx = False
-        if se and sx:
-            se = sx = False
-        if le and se:
-            le = se = False
-        want = 1 if le else -1 if se else 0  # an entry's side
-        if side_now > 0 and not se:
-            want = 0
-        if side_now < 0 and not le:
-            want = 0
+        due = bool(exit_after and side_now and entry_bar >= 0 and i - entry_bar + 1 >= exit_after)
+        action = resolve_signals(side_now, bool(le_[i]), bool(lx_[i]), bool(se_[i]), bool(sx_[i]), time_exit=due)
+        want = 1 if action == "BUY" else -1 if action == "SHORT" else 0  # an entry's side
         if want:
             fill = c[i] * (1 + want * slippage)
             free = cash + coll
@@ -249,7 +236,7 @@ def simulate_perp(ohlcv: pd.DataFrame, signals: pd.DataFrame, *, init_cash: floa
                 order = ("buy" if want > 0 else "sell", opening + (abs(pos) if side_now == -want else 0.0), False)
             elif side_now == -want:
                 order = ("buy" if pos < 0 else "sell", abs(pos), True)
-        elif (side_now > 0 and lx) or (side_now < 0 and sx):
+        elif action in ("SELL", "COVER"):
             order = ("sell" if pos > 0 else "buy", abs(pos), True)
     return PerpResult(pd.Series(equity, index=ohlcv.index, name="equity"), fills, received, liquidations,
                       float(init_cash))

@@ -49,6 +49,38 @@ def signal_frame(
     )
 
 
+def resolve_signals(side: int, entry: bool, exit: bool, short_entry: bool, short_exit: bool, *,
+                    time_exit: bool = False) -> str | None:
+    """What one bar's flags do to a position on ``side`` (1 long, -1 short, 0 flat), as
+    vectorbt's ``from_signals`` resolves them (``upon_*_conflict="ignore"``,
+    ``upon_opposite_entry="reverse"``): ``BUY`` / ``SHORT`` open (or reverse the other
+    side), ``SELL`` / ``COVER`` close, None does nothing. ``time_exit`` is an ``exit_after``
+    exit due at this bar: it closes the position and cancels an entry on its own side.
+
+    >>> resolve_signals(1, False, False, True, False), resolve_signals(1, True, True, False, False)
+    ('SHORT', None)
+    >>> resolve_signals(-1, False, False, True, False, time_exit=True)   # due: no new short
+    'COVER'
+    >>> resolve_signals(-1, True, False, False, False, time_exit=True)   # due, and a long entry
+    'BUY'
+    """
+    if time_exit and side > 0:
+        entry, exit = False, True
+    elif time_exit and side < 0:
+        short_entry, short_exit = False, True
+    if entry and exit:
+        entry = exit = False
+    if short_entry and short_exit:
+        short_entry = short_exit = False
+    if entry and short_entry:
+        entry = short_entry = False
+    if side > 0:
+        return "SHORT" if short_entry else "SELL" if exit else None
+    if side < 0:
+        return "BUY" if entry else "COVER" if short_exit else None
+    return "BUY" if entry else "SHORT" if short_entry else None
+
+
 def check_signal_frame(name: str, ohlcv: pd.DataFrame, frame: object) -> pd.DataFrame:
     """``frame`` if it is a signal frame for ``ohlcv`` (every column above, boolean flags, one
     row per bar on the bars' own index); otherwise an error naming strategy ``name`` and what

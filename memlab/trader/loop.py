@@ -68,6 +68,7 @@ from memlab.errors import InvalidInputError
 from memlab.memory import MemoryStores
 from memlab.memory.durable import TickCommit, begin_group, end_group, group_has_writes
 from memlab.strategies import check_params, load_params
+from memlab.strategies.signal_frame import resolve_signals
 from memlab.trader.config import TraderConfig, spot_to_swap
 from memlab.trader.equity import EquityLog, read_equity
 from memlab.trader.pipeline import (
@@ -487,26 +488,12 @@ class UnifiedMemGPTTrader:
         side), ``SELL`` / ``COVER`` (close), or None, resolved as vectorbt's ``from_signals``
         resolves them (``upon_*_conflict="ignore"``, ``upon_opposite_entry="reverse"``), after
         ``exit_after``'s time exit as the backtest's signal function sets it."""
-        le, lx = entry, exit_
         se, sx = book.signals.shorts_at(row)
         side = 0 if abs(book.held) <= 1e-12 else (1 if book.held > 0 else -1)
         after = self.config.exit_after
-        if after and side and book.entry_bar is not None and book.signals.bars_since(book.entry_bar, row) + 1 >= after:
-            if side > 0:
-                le, lx = False, True
-            else:
-                se, sx = False, True
-        if le and lx:
-            le = lx = False
-        if se and sx:
-            se = sx = False
-        if le and se:
-            le = se = False
-        if side > 0:
-            return "SHORT" if se else "SELL" if lx else None
-        if side < 0:
-            return "BUY" if le else "COVER" if sx else None
-        return "BUY" if le else "SHORT" if se else None
+        due = bool(after and side and book.entry_bar is not None
+                   and book.signals.bars_since(book.entry_bar, row) + 1 >= after)
+        return resolve_signals(side, entry, exit_, se, sx, time_exit=due)
 
     def _ignore_short(self, book: _Book, bar: Bar) -> None:
         """A short signal on a spot market: counted; said once per session and symbol."""
