@@ -106,8 +106,12 @@ def test_each_seed_url_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path
             # A paper session on replayed bars, paced (~100 bars/s) so the page sees it running.
             trader = _paper(root, "--speed", "6000", log=trader_log)
             page = _open(browser, base)
+            # The banner and the health panel are two widgets, updated by one refresh but sent
+            # to the browser one after the other: wait for both.
             page.wait_for_function("() => document.querySelector('.memlab-banner').innerText"
-                                   ".includes('Trader running (pid')", timeout=60_000)
+                                   ".includes('Trader running (pid') && ['trader pid', 'process memory', 'paper', "
+                                   "'up'].every(w => document.querySelector('.memlab-health').innerText.includes(w))",
+                                   timeout=60_000)
             live_health = page.inner_text(".memlab-health")
             page.screenshot(path=str(tmp_path / "live_monitor_running.png"), full_page=True)
             assert trader.wait(120) == 0
