@@ -31,8 +31,9 @@ browser:
 run: install
 	$(BIN)/memlab demo
 
+# On every core, each test file whole on one worker (its module fixtures run once).
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: install
 	$(BIN)/ruff check memlab tests benchmarks

@@ -5,7 +5,10 @@ Fees and slippage are fractions of traded value charged on each side of a trade
 receives ``price * (1 - slippage)`` less ``fees``. Backtests, sweeps, walk-forward,
 training, the memory evaluation, the demo and paper trading all default to
 :data:`DEFAULT_COSTS`, so parameters are chosen under the costs paper trading charges.
-A ``fees=`` or ``slippage=`` a caller passes wins over the default.
+A ``fees=`` or ``slippage=`` a caller passes wins over the default. ``fees`` is the taker
+fee: a maker fee for resting orders, a spread estimated from each bar's range, order
+latency and a volume cap are :mod:`memlab.fills`' :class:`~memlab.fills.FillModel`, off by
+default.
 
 >>> DEFAULT_COSTS
 CostModel(fees=0.001, slippage=0.0)

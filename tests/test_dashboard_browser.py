@@ -152,12 +152,16 @@ def test_each_seed_url_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path
                     assert page.is_visible(".memlab-positions")
                     _wait_rows(page, "memlab-positions", len(positions))
                     shown[path] = {"positions": _rows(page, "memlab-positions")}
+                    # The figures follow the tables (built once the page has shown them).
+                    page.wait_for_selector(".memlab-price-chart .js-plotly-plot", timeout=30_000)
                 elif view == "trades":
                     assert page.is_visible(".memlab-decisions") and page.is_visible(".memlab-open-orders")
                     _wait_rows(page, "memlab-decisions", len(stored))
                     _wait_rows(page, "memlab-open-orders", len(open_ids))
                     shown[path] = {"decisions": _rows(page, "memlab-decisions"),
                                    "open": _rows(page, "memlab-open-orders"), "closed": _rows(page, "memlab-orders")}
+                    # No view here has a figure: none is built until one that has is selected.
+                    assert page.query_selector(".js-plotly-plot") is None
                 elif view == "metrics":
                     assert page.is_visible(".memlab-performance")
                     page.wait_for_function("n => ((document.querySelector('.js-plotly-plot') || {}).data || [{}])[0]"
@@ -170,6 +174,9 @@ def test_each_seed_url_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path
                 assert _inner_scrollers(page) == [], path
                 page.screenshot(path=str(tmp_path / f"live_monitor_{path.strip('?').replace('=', '_') or 'root'}.png"),
                                 full_page=True)
+                if path == "trades":  # selecting a view with figures builds them
+                    page.click(".lm-TabBar-tab >> text=dashboard")
+                    page.wait_for_selector(".memlab-price-chart .js-plotly-plot", timeout=30_000)
                 page.close()
 
             status, body = get(base + "api/snapshot.json")

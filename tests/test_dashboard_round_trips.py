@@ -160,7 +160,7 @@ def _bulk_book(root: Path, trips: int) -> PaperBroker:
         db.executemany("INSERT INTO orders (id, client_id, symbol, type, side, amount, cost, price, status, filled, "
                        "average, fee, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", orders)
         db.executemany("INSERT INTO fills (id, order_id, bar_time, price, amount, fee, pnl) VALUES (?,?,?,?,?,?,?)", fills)
-        db.execute("INSERT OR REPLACE INTO prices VALUES ('X/USD', ?, 100.0)", (trips * 7200.0,))
+        db.execute("INSERT OR REPLACE INTO prices (symbol, time, close) VALUES ('X/USD', ?, 100.0)", (trips * 7200.0,))
     db.close()
     return PaperBroker(root, fees=0.001)
 

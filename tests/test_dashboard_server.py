@@ -71,6 +71,26 @@ def test_plotly_bundle_is_served_once_by_url(base: str) -> None:
     assert status == 200 and len(body) > 1_000_000 and b"export" in body
 
 
+def test_plotly_bundle_is_sent_compressed_and_cached_for_good(base: str) -> None:
+    """What a browser gets: the bundle gzipped (compressed once by the server, not per request),
+    kept by the browser for good (the URL carries plotly's version)."""
+    import gzip
+    import urllib.request
+
+    import plotly
+
+    bundle = (Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_bytes()
+    request = urllib.request.Request(base + f"_memlab/plotly-widget.js?v={plotly.__version__}",
+                                     headers={"Accept-Encoding": "gzip, deflate, br"})
+    for _ in range(2):
+        with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310 - loopback only
+            headers, body = r.headers, r.read()
+        assert headers["Content-Encoding"] == "gzip" and len(body) < len(bundle) / 2
+        assert gzip.decompress(body) == bundle
+        assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert headers["Content-Type"].startswith("text/javascript")
+
+
 def test_snapshot_json_is_what_the_stores_hold(base: str, session: Path) -> None:
     status, body = get(base + "api/snapshot.json")
     assert status == 200

@@ -31,6 +31,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     session = json.loads((out / "paper_session.json").read_text())
     check = session["reconciliation"]
     assert abs(check["paper_return"] - check["backtest_return"]) < 1e-9  # paper reconciles with backtest
+    portfolio = json.loads((out / "portfolio_session.json").read_text())["reconciliation"]
+    assert portfolio["symbols"] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"] and portfolio["paper_fills"] > 0
+    assert abs(portfolio["difference"]) < 1e-9  # three markets on shared cash reconcile too
     assert session["report"]["state"] == "finished" and session["report"]["decisions"] > 0
     # The monitor's equity, marked to market every replayed bar, ends where the session ended.
     curve = read_equity(out / "mem_knowledge")

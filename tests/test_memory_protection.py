@@ -331,6 +331,11 @@ def _as_another_user() -> tuple[list[str], int | None, int | None]:
     if setpriv is None or nobody is None:
         pytest.skip("running as root without setpriv or a 'nobody' user to drop to")
     prefix = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    reach = subprocess.run([*prefix, sys.executable, "-c", "import memlab"], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+    if reach.returncode != 0:  # a checkout in a private folder (mode 700, as mktemp -d makes)
+        pytest.skip(f"'nobody' cannot import memlab from {Path(__file__).resolve().parents[1]}: "
+                    f"{(reach.stderr.strip().splitlines() or ['?'])[-1]}")
     return prefix, nobody.pw_uid, nobody.pw_gid
 
 

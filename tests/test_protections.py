@@ -104,16 +104,18 @@ PROTECTED = ["--max-stop-losses", "2", "--stop-loss-window", "40", "--pause", "3
              "--max-drawdown", "0.004", "--stop-loss", "0.002"]
 
 
-def paper(root: Path, *extra: str, crash_at_exit: int | None = None) -> subprocess.Popen[bytes]:
-    """A ``memlab paper`` session with every protection; ``crash_at_exit=N`` kills it (SIGKILL)
-    as its protections take its N-th exit (tests/faults/crash_points.py)."""
+def paper(root: Path, *extra: str, crash_at: tuple[str, int] | None = None) -> subprocess.Popen[bytes]:
+    """A ``memlab paper`` session with every protection; ``crash_at=(point, N)`` kills it
+    (SIGKILL) at that crash point of tests/faults/crash_points.py (``exit``: as its
+    protections take its N-th exit; ``halt``/``halt-said``: as its N-th drawdown halt starts)."""
     session_args = ["--symbol", "BTC/USDT", "--strategy", "sma_cross", "--param", "fast=5", "--param", "slow=20",
                     "--synthetic", "1500", "--seed", "3", "--warmup", "200", "--sizing", "full",
                     "--memory-path", str(root), *PROTECTED, *extra]
-    if crash_at_exit is None:
+    if crash_at is None:
         args = [sys.executable, "-m", "memlab.cli", "paper", *session_args]
     else:
-        args = [sys.executable, "-m", "tests.faults.crash_points", "exit", str(crash_at_exit), "--", *session_args]
+        point, nth = crash_at
+        args = [sys.executable, "-m", "tests.faults.crash_points", point, str(nth), "--", *session_args]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 
@@ -170,9 +172,25 @@ def test_kill_9_as_an_exit_starts_the_stop_loss_guard_loses_nothing(tmp_path: Pa
     exits = fills(uninterrupted).query("side == 'sell'")
     nth = int((exits["bar"] <= BARS.index.get_indexer([first])[0]).sum())
     root = tmp_path / "killed"
-    proc = paper(root, crash_at_exit=nth)
+    proc = paper(root, crash_at=("exit", nth))
     assert proc.wait(120) == -signal.SIGKILL, proc.communicate()[1][-2000:]
     assert filled(root) > 0 and not [f for _, f, _ in journal(root) if f.get("Protection") == "stop-loss guard"]
+    last = paper(root)
+    assert last.wait(120) == 0, last.communicate()[1][-2000:]
+    same_session(root, uninterrupted)
+
+
+@pytest.mark.parametrize("point", ["halt", "halt-said"])
+def test_kill_9_as_a_drawdown_halt_starts_loses_nothing(tmp_path: Path, uninterrupted: Path, point: str) -> None:
+    # Killed as the third drawdown halt starts: its state is written but not its journal
+    # line ("halt"), or both but not the bar's group commit ("halt-said"). The restart must
+    # journal the halt once, keep its pause, and measure the next drawdown from the peak
+    # the halt reset, not the one before it (else it halts where the whole run did not).
+    root = tmp_path / "killed"
+    proc = paper(root, crash_at=("halt" if point == "halt" else "halt-said", 3))
+    assert proc.wait(120) == -signal.SIGKILL, proc.communicate()[1][-2000:]
+    halts = [t for t, f, _ in journal(root) if f.get("Protection") == "drawdown halt"]
+    assert len(halts) == (2 if point == "halt" else 3)
     last = paper(root)
     assert last.wait(120) == 0, last.communicate()[1][-2000:]
     same_session(root, uninterrupted)

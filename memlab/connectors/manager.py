@@ -61,6 +61,7 @@ from memlab.costs import DEFAULT_COSTS
 from memlab.credentials import CredentialManager, Secret
 from memlab.errors import ConfigurationError, InvalidInputError
 from memlab.events import EventBus, Listener
+from memlab.fills import NO_FILL_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ Feed = ReplayFeed | PollingFeed | WatchFeed
 #: What :meth:`ConnectionManager.execute_on_broker` understands.
 COMMANDS = ("place_order", "cancel_order", "fetch_order", "fetch_open_orders", "fetch_balance",
             "fetch_positions", "fetch_ticker")
-_PAPER_OPTIONS = {"balances", "fees", "slippage", "root", "markets", "flush_interval"}
+_PAPER_OPTIONS = {"balances", "fees", "slippage", "root", "markets", "flush_interval", "fill_model"}
 
 
 def _reveal(value: Secret | str | None) -> str | None:
@@ -184,7 +185,8 @@ class ConnectionManager:
                 raise InvalidInputError(f"unknown paper broker options {sorted(unknown)}; known: {sorted(_PAPER_OPTIONS)}")
             broker = PaperBroker(Path(options.get("root") or self.memory_path), balances=options.get("balances"),
                                  fees=options.get("fees", DEFAULT_COSTS.fees), slippage=options.get("slippage", DEFAULT_COSTS.slippage),
-                                 flush_interval=options.get("flush_interval", 1.0))
+                                 flush_interval=options.get("flush_interval", 1.0),
+                                 fill_model=options.get("fill_model") or NO_FILL_MODEL)
             for symbol in options.get("markets") or ():
                 broker.add_market(symbol)
             connection = PaperConnection(name, broker, self.health)

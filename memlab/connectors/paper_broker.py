@@ -21,6 +21,28 @@ that a bar fills nothing needs no query; another process committing to the same 
 noticed (``PRAGMA data_version``) and the caches are dropped. A bar that pays funding,
 ratchets a trailing stop or liquidates is not quiet: it commits.
 
+Fill model
+----------
+``PaperBroker(..., fill_model=FillModel(...))`` (:mod:`memlab.fills`; off by default,
+which is the behaviour above) fills the way a venue does:
+
+- **Spread** (``range_spread=k``): market and stop-market fills pay the fixed slippage plus
+  half of ``k x (High - Low) / Close`` of the last bar processed **before** the fill bar
+  (kept in ``prices.bar_range``); limit and take-profit fills pay none.
+- **Latency** (``latency=N``): an order sent after bar ``t`` fills from bar ``t + 1 + N``
+  (``orders.wait`` counts the bars down, in the book, so a restart keeps it). Children
+  (stop-loss, take-profit, trailing stop) are born at the entry's fill, without latency.
+- **Volume cap** (``volume_cap=s``): a market or limit order takes at most ``s x`` the
+  bar's volume (pass ``on_bar(symbol, bar, volume=...)``; contracts x contract size on a
+  swap); the rest stays ``"open"`` with ``filled`` / ``remaining`` (ccxt's order shape)
+  and fills at the next bars, each part a fill of its own; ``average`` and ``fee`` are the
+  order's so far, and partial fills add up to the order (``amount``, or ``cost`` for a
+  buy by cost). A partially filled entry's children grow with each part, so they cover
+  what has filled; when one fills, what is left of the entry is cancelled. Protective
+  orders and liquidations fill whole. A bar without volume fills nothing of a capped order.
+- **Maker and taker** (``maker_fees``): limit and take-profit fills pay the maker fee,
+  market, stop-loss and trailing-stop fills the taker fee ``fees``; ``market()`` says both.
+
 Perpetual futures (linear, isolated margin)
 -------------------------------------------
 ccxt's symbols: ``BTC/USDT`` is spot, ``BTC/USDT:USDT`` the linear perpetual settled in
@@ -136,6 +158,7 @@ import ccxt
 from memlab.connectors import margin
 from memlab.costs import DEFAULT_COSTS
 from memlab.data.bars import Bar
+from memlab.fills import NO_FILL_MODEL, FillModel, half_spread
 from memlab.memory.durable import create_private, ensure_private_dir, relax_sqlite
 
 log = logging.getLogger(__name__)
@@ -170,7 +193,9 @@ CREATE TABLE IF NOT EXISTS funding (
 #: Columns added to books written before perpetuals and trailing stops (ALTER TABLE on open).
 _ADDED_COLUMNS = {
     "markets": [("type", "TEXT NOT NULL DEFAULT 'spot'"), ("spec", "TEXT")],
-    "orders": [("reduce_only", "INTEGER NOT NULL DEFAULT 0"), ("trail_pct", "REAL"), ("trail_extreme", "REAL")],
+    "orders": [("reduce_only", "INTEGER NOT NULL DEFAULT 0"), ("trail_pct", "REAL"), ("trail_extreme", "REAL"),
+               ("wait", "INTEGER NOT NULL DEFAULT 0")],
+    "prices": [("bar_range", "REAL")],
 }
 
 
@@ -179,11 +204,20 @@ _ADDED_COLUMNS = {
 #: Spot markets only: a swap order holds margin, not the notional (see ``_swap_reserved``).
 RESERVED_SQL = (
     "SELECT "
-    " coalesce(sum(CASE WHEN o.side='buy' AND m.quote=:a THEN coalesce(o.cost, o.amount * "
+    " coalesce(sum(CASE WHEN o.side='buy' AND m.quote=:a THEN coalesce(o.cost - o.filled * coalesce(o.average, 0) - o.fee,"
+    "   (o.amount - o.filled) * "
     "   (CASE WHEN o.type='limit' THEN o.price ELSE coalesce(p.close, 0) * (1 + :slip) END) * (1 + :fee)) END), 0),"
-    " coalesce(sum(CASE WHEN o.side='sell' AND m.base=:a THEN o.amount END), 0) "
+    " coalesce(sum(CASE WHEN o.side='sell' AND m.base=:a THEN o.amount - o.filled END), 0) "
     "FROM orders o JOIN markets m ON m.symbol = o.symbol LEFT JOIN prices p ON p.symbol = o.symbol "
     "WHERE o.status = 'open' AND o.parent_id IS NULL AND m.type = 'spot'"
+)
+
+#: What open spot market buys by amount hold for the spread (x half ``range_spread``, x (1 + fee)).
+SPREAD_RESERVED_SQL = (
+    "SELECT coalesce(sum((o.amount - o.filled) * coalesce(p.close, 0) * coalesce(p.bar_range, 0)), 0) "
+    "FROM orders o JOIN markets m ON m.symbol = o.symbol LEFT JOIN prices p ON p.symbol = o.symbol "
+    "WHERE o.status = 'open' AND o.parent_id IS NULL AND m.type = 'spot' AND o.side = 'buy' AND m.quote = :a "
+    "AND o.type <> 'limit' AND o.cost IS NULL"
 )
 
 #: Offline market definitions (ccxt's market structure, the keys memlab reads). Bybit's
@@ -266,17 +300,20 @@ class PaperBroker:
 
     def __init__(self, root: Path, *, balances: Mapping[str, float] | None = None,
                  fees: float = DEFAULT_COSTS.fees, slippage: float = DEFAULT_COSTS.slippage,
-                 flush_interval: float = 1.0) -> None:
+                 flush_interval: float = 1.0, fill_model: FillModel = NO_FILL_MODEL) -> None:
         if not 0 <= fees < 1 or not 0 <= slippage < 1:
             raise ccxt.InvalidOrder("paper broker: fees and slippage are fractions in [0, 1)")
         self.fees, self.slippage = float(fees), float(slippage)
+        if not isinstance(fill_model, FillModel):
+            raise ccxt.BadRequest(f"paper broker: a fill model is a memlab.fills.FillModel, got {fill_model!r}")
+        self.fill_model = fill_model
         self.flush_interval = float(flush_interval)
         # Caches (see the module docstring); valid while no other connection commits.
         self._markets: dict[str, MarketSpec] = {}
         self._last: dict[str, float] = {}
-        self._open: dict[str, list[tuple[str, str, float | None, float, float | None]]] = {}
+        self._open: dict[str, list[tuple[str, str, float | None, float, float | None, int]]] = {}
         self._pos: dict[str, tuple[_Pos, float | None]] = {}
-        self._pending: dict[str, tuple[float, float]] = {}
+        self._pending: dict[str, tuple[float, float, float]] = {}  # symbol -> (time, close, range)
         self._gaps_said: set[str] = set()
         self._flushed = time.monotonic()
         self._version: int | None = None
@@ -294,6 +331,26 @@ class PaperBroker:
             with self._tx():
                 for asset, amount in balances.items():
                     self._db.execute("INSERT INTO balances VALUES (?, ?)", (asset, float(amount)))
+
+    def set_fill_model(self, model: FillModel) -> None:
+        """Fill by ``model`` from now on (:class:`memlab.fills.FillModel`: the bar-range
+        spread, latency, volume cap and maker fee; the module docstring says how)."""
+        if not isinstance(model, FillModel):
+            raise ccxt.BadRequest(f"paper broker: a fill model is a memlab.fills.FillModel, got {model!r}")
+        with self._lock:
+            self.fill_model = model
+
+    def _slip(self, symbol: str) -> float:
+        """What a market or stop-market fill of ``symbol`` pays now: the fixed slippage plus
+        half the spread estimated from the last completed bar's range."""
+        k = self.fill_model.range_spread
+        if not k:
+            return self.slippage
+        if symbol in self._pending:
+            last = self._pending[symbol][2]
+        else:
+            last = self._one("SELECT bar_range FROM prices WHERE symbol=?", (symbol,))
+        return self.slippage + half_spread(k, last)
 
     def _migrate(self) -> None:
         """Add the columns a book from before perpetuals lacks (its rows keep their meaning)."""
@@ -347,8 +404,8 @@ class PaperBroker:
             relax_sqlite(b._db, b.path, b._lock)
             b._db.execute("BEGIN IMMEDIATE")
             if b._pending:
-                b._db.executemany("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)",
-                                  [(sym, t, c) for sym, (t, c) in b._pending.items()])
+                b._db.executemany("INSERT OR REPLACE INTO prices (symbol, time, close, bar_range) VALUES (?, ?, ?, ?)",
+                                  [(sym, t, c, r) for sym, (t, c, r) in b._pending.items()])
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
             b = self.b
@@ -431,7 +488,8 @@ class PaperBroker:
             return {"id": symbol.replace("/", "").split(":")[0], "symbol": symbol, "base": s.base, "quote": s.quote,
                     "settle": s.settle, "type": s.type, "spot": not s.swap, "swap": s.swap, "future": False,
                     "contract": s.swap, "linear": True if s.swap else None, "inverse": False if s.swap else None,
-                    "contractSize": s.contract_size if s.swap else None, "taker": self.fees, "maker": self.fees,
+                    "contractSize": s.contract_size if s.swap else None, "taker": self.fees,
+                    "maker": self.fill_model.maker(self.fees),
                     "limits": {"amount": {"min": s.min_amount}, "cost": {"min": s.min_cost},
                                "leverage": {"min": 1.0 if s.swap else None,
                                             "max": margin.max_leverage(s.tiers) if s.swap else None}},
@@ -462,12 +520,12 @@ class PaperBroker:
             return self._pending[symbol][0]
         return self._one("SELECT time FROM prices WHERE symbol=?", (symbol,)) or 0.0
 
-    def _open_orders(self, symbol: str) -> list[tuple[str, str, float | None, float, float | None]]:
-        """(type, side, price, created_at, trail_extreme) of the symbol's open orders, cached."""
+    def _open_orders(self, symbol: str) -> list[tuple[str, str, float | None, float, float | None, int]]:
+        """(type, side, price, created_at, trail_extreme, wait) of the symbol's open orders, cached."""
         cached = self._open.get(symbol)
         if cached is None:
-            cached = [(t, s, p, c, x) for t, s, p, c, x in self._db.execute(
-                "SELECT type, side, price, created_at, trail_extreme FROM orders WHERE symbol=? AND status='open'",
+            cached = [(t, s, p, c, x, w) for t, s, p, c, x, w in self._db.execute(
+                "SELECT type, side, price, created_at, trail_extreme, wait FROM orders WHERE symbol=? AND status='open'",
                 (symbol,))]
             self._open[symbol] = cached
         return cached
@@ -584,15 +642,19 @@ class PaperBroker:
         """What open orders hold: quote for buys (their cost, or amount at the limit or
         last price with fees), base for sells, margin for swap orders. One SQL aggregate
         for spot, however many orders."""
-        row = self._db.execute(RESERVED_SQL, {"a": asset, "slip": self.slippage, "fee": self.fees}).fetchone()
-        return float(row[0]) + float(row[1]) + self._swap_reserved(asset)
+        fee = max(self.fees, self.fill_model.maker(self.fees))
+        row = self._db.execute(RESERVED_SQL, {"a": asset, "slip": self.slippage, "fee": fee}).fetchone()
+        spread = 0.0
+        if self.fill_model.range_spread:  # market buys by amount also hold the spread of the last bar's range
+            spread = float(self._one(SPREAD_RESERVED_SQL, {"a": asset}) or 0.0) * self.fill_model.range_spread / 2 * (1 + fee)
+        return float(row[0]) + float(row[1]) + spread + self._swap_reserved(asset)
 
     def _swap_reserved(self, asset: str) -> float:
         """Margin and fees held by open swap orders that would open or add to a position
         (their reducing part holds nothing), settled in ``asset``."""
         out = 0.0
         rows = self._db.execute(
-            "SELECT o.symbol, o.side, o.amount, o.type, o.price FROM orders o JOIN markets m ON m.symbol = o.symbol "
+            "SELECT o.symbol, o.side, o.amount - o.filled, o.type, o.price FROM orders o JOIN markets m ON m.symbol = o.symbol "
             "WHERE o.status = 'open' AND o.parent_id IS NULL AND m.type = 'swap' AND m.quote = ? AND o.reduce_only = 0",
             (asset,)).fetchall()
         for symbol, side, amount, type_, price in rows:
@@ -600,7 +662,7 @@ class PaperBroker:
             opening = float(amount or 0.0)
             if pos.side and pos.side != (1 if side == "buy" else -1):
                 opening = max(opening - abs(pos.contracts), 0.0)
-            ref = float(price) if type_ == "limit" and price else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
+            ref = float(price) if type_ == "limit" and price else (self.last_price(symbol) or 0.0) * (1 + self._slip(symbol))
             out += opening * spec.contract_size * ref * (1 / self._leverage(symbol) + self.fees)
         return out
 
@@ -750,7 +812,7 @@ class PaperBroker:
                 if spec.swap:
                     pass  # margin was checked by _check_swap_order
                 elif side_ == "buy":
-                    ref_buy = float(price) if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self.slippage)
+                    ref_buy = float(price) if type_ == "limit" else (self.last_price(symbol) or 0.0) * (1 + self._slip(symbol))
                     need = float(cost) if cost is not None else float(amount) * ref_buy * (1 + self.fees)  # type: ignore[arg-type]
                     free = self._total(quote) - self._reserved(quote)
                     if need > free + 1e-9:
@@ -767,18 +829,19 @@ class PaperBroker:
                     level = margin.trailing_level(-sign, ref, float(trail))  # type: ignore[arg-type]
                     cur = self._db.execute(
                         "INSERT INTO orders (client_id, symbol, type, side, amount, price, status, created_at, updated_at, "
-                        "reduce_only, trail_pct, trail_extreme) VALUES (?, ?, 'trailing_stop', ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+                        "reduce_only, trail_pct, trail_extreme, wait) VALUES (?, ?, 'trailing_stop', ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)",
                         (client_id, symbol, side_, float(amount), level, now, now, int(spec.swap),  # type: ignore[arg-type]
-                         float(trail), ref))  # type: ignore[arg-type]
+                         float(trail), ref, self.fill_model.latency))  # type: ignore[arg-type]
                 else:
                     cur = self._db.execute(
                         "INSERT INTO orders (client_id, symbol, type, side, amount, cost, price, status, created_at, updated_at, "
-                        "stop_loss, take_profit, reduce_only, trail_pct, trail_extreme) "
-                        "VALUES (?,?,?,?,?,?,?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+                        "stop_loss, take_profit, reduce_only, trail_pct, trail_extreme, wait) "
+                        "VALUES (?,?,?,?,?,?,?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
                         (client_id, symbol, type_, side_, None if amount is None else float(amount),
                          None if cost is None else float(cost), None if price is None else float(price), now, now,
                          None if sl is None else float(sl), None if tp is None else float(tp), int(reduce_only),
-                         None if trail is None else float(trail), None if trail is None else ref),
+                         None if trail is None else float(trail), None if trail is None else ref,
+                         self.fill_model.latency),
                     )
             self._forget(symbol)
             return self.fetch_order(int(cur.lastrowid))  # type: ignore[arg-type]
@@ -824,7 +887,7 @@ class PaperBroker:
         lev = self._leverage(spec.symbol)
         # A market order is checked at the price it would fill at if the next bar opened at
         # the last close: slippage raises a buy's price and lowers a sell's.
-        ref = float(price) if type_ == "limit" else (self.last_price(spec.symbol) or 0.0) * (1 + sign * self.slippage)
+        ref = float(price) if type_ == "limit" else (self.last_price(spec.symbol) or 0.0) * (1 + sign * self._slip(spec.symbol))
         size = (abs(pos.contracts) if pos.side == sign else 0.0) + opening
         limit = margin.max_notional(spec.tiers, lev)
         if size * spec.contract_size * ref > limit + 1e-9:
@@ -896,10 +959,10 @@ class PaperBroker:
     def _quiet(self, symbol: str, spec: MarketSpec, bar: Bar, last: float | None) -> bool:
         """Whether ``bar`` changes nothing but the mark: no fill, no trailing ratchet, and
         on a swap no funding due and no liquidation."""
-        for type_, side, price, created, extreme in self._open_orders(symbol):
+        for type_, side, price, created, extreme, wait in self._open_orders(symbol):
             if created >= bar.time:
                 continue
-            if self._trigger(type_, side, price, bar) is not None:
+            if wait or self._trigger(type_, side, price, bar, self.slippage) is not None:
                 return False
             if type_ == "trailing_stop" and extreme is not None and (
                     (side == "sell" and bar.high > extreme) or (side == "buy" and bar.low < extreme)):
@@ -913,10 +976,12 @@ class PaperBroker:
                     return False
         return True
 
-    def on_bar(self, symbol: str, bar: Bar) -> list[dict[str, Any]]:
+    def on_bar(self, symbol: str, bar: Bar, *, volume: float | None = None) -> list[dict[str, Any]]:
         """Fill what this bar fills, settle funding, liquidate, ratchet trailing stops,
         mark prices; returns the new fills. A bar at or before the last one processed for
-        ``symbol`` changes nothing (safe replays)."""
+        ``symbol`` changes nothing (safe replays). ``volume``: the bar's traded volume
+        (base units; else ``bar.volume`` if the bar has one), which the fill model's
+        ``volume_cap`` needs."""
         with self._lock:
             self._sync()
             spec = self._spec(symbol)
@@ -926,12 +991,13 @@ class PaperBroker:
             self._last[symbol] = bar.time
             if self._quiet(symbol, spec, bar, last):
                 # Fills nothing: only the mark moves; written with the next transaction.
-                self._pending[symbol] = (bar.time, bar.close)
+                self._pending[symbol] = (bar.time, bar.close, (bar.high - bar.low) / bar.close)
                 if time.monotonic() - self._flushed >= self.flush_interval:
                     self.flush()
                 return []
             new: list[dict[str, Any]] = []
             mark_before = self.last_price(symbol)
+            slip = self._slip(symbol)  # from the bars before this one (no look-ahead)
             self._pending.pop(symbol, None)
             try:
                 with self._tx():
@@ -941,7 +1007,7 @@ class PaperBroker:
                         new += self._liquidate(spec, bar, at_open=True)
                     rows = self._db.execute(
                         "SELECT id, type, side, amount, cost, price, stop_loss, take_profit, parent_id, reduce_only, "
-                        "trail_pct, trail_extreme FROM orders WHERE symbol=? AND status='open' AND created_at < ? "
+                        "trail_pct, trail_extreme, wait FROM orders WHERE symbol=? AND status='open' AND created_at < ? "
                         # Children first, and a stop before a take-profit: a bar that touches
                         # both fills the stop (the backtest's rule too).
                         "ORDER BY CASE type WHEN 'stop_loss' THEN 0 WHEN 'trailing_stop' THEN 0 "
@@ -949,10 +1015,13 @@ class PaperBroker:
                         (symbol, bar.time),
                     ).fetchall()
                     doomed = self._doomed(spec, bar) if spec.swap else None
-                    for oid, type_, side, amount, cost, price, sl, tp, parent, reduce_only, pct, extreme in rows:
+                    for oid, type_, side, amount, cost, price, sl, tp, parent, reduce_only, pct, extreme, wait in rows:
+                        if wait:  # latency: on its way to the venue for this many more bars
+                            self._db.execute("UPDATE orders SET wait = wait - 1 WHERE id=?", (oid,))
+                            continue
                         if self._one("SELECT status FROM orders WHERE id=?", (oid,)) != "open":
                             continue  # cancelled by its OCO sibling (or a close) earlier in this bar
-                        fill_price = self._trigger(type_, side, price, bar)
+                        fill_price = self._trigger(type_, side, price, bar, slip)
                         if fill_price is None:
                             continue
                         if doomed is not None and type_ in _STOPS and (
@@ -960,28 +1029,51 @@ class PaperBroker:
                                 or (side == "buy" and price > doomed)):
                             continue  # the liquidation price comes first on the way to this level
                         trail = (pct, extreme) if pct is not None and type_ in ("market", "limit") else None
+                        rate = self.fill_model.fee_for(type_, self.fees)  # maker or taker
+                        cap = self._cap(spec, type_, bar, volume)
+                        if cap is not None and not cap > 0:
+                            continue  # a bar without volume fills nothing of it
                         if spec.swap:
                             fill = self._fill_swap(oid, spec, side, amount, fill_price, bar, sl, tp, trail, parent,
-                                                   bool(reduce_only) or type_ in _STOPS)
+                                                   bool(reduce_only) or type_ in _STOPS, rate, cap)
                         else:
                             fill = self._fill(oid, symbol, spec.base, spec.quote, side, amount, cost, fill_price, bar,
-                                              sl, tp, parent, trail)
+                                              sl, tp, parent, trail, rate, cap)
                         if fill is not None:
                             new.append(fill)
                     if spec.swap:
                         new += self._liquidate(spec, bar, at_open=False)
                     # Trailing stops that saw this bar and are still open ratchet with it
                     # (after the check: vectorbt's order); stops born in this bar wait.
-                    for oid, type_, side, *_rest, pct, extreme in rows:
+                    for oid, type_, side, *_rest, pct, extreme, _wait in rows:
                         if type_ == "trailing_stop" and self._one("SELECT status FROM orders WHERE id=?", (oid,)) == "open":
                             self._ratchet(oid, side, pct, extreme, bar)
-                    self._db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?)", (symbol, bar.time, bar.close))
+                    self._db.execute("INSERT OR REPLACE INTO prices (symbol, time, close, bar_range) VALUES (?, ?, ?, ?)",
+                                     (symbol, bar.time, bar.close, (bar.high - bar.low) / bar.close))
             except BaseException:
                 self._last.pop(symbol, None)
                 raise
             finally:
                 self._forget(symbol)
             return new
+
+    def _cap(self, spec: MarketSpec, type_: str, bar: Bar, volume: float | None) -> float | None:
+        """The most an order of ``type_`` may fill in ``bar`` under the volume cap (contracts
+        on a swap), None when uncapped: protective orders and liquidations fill whole."""
+        share = self.fill_model.volume_cap
+        if share is None or type_ not in ("market", "limit"):
+            return None
+        if volume is None:
+            volume = getattr(bar, "volume", None)
+        if volume is None or not math.isfinite(float(volume)) or float(volume) < 0:
+            raise ccxt.BadRequest(f"paper broker: volume_cap={share:g} needs each bar's volume; pass "
+                                  f"on_bar({spec.symbol!r}, bar, volume=...), got {volume!r}")
+        return share * float(volume) / (spec.contract_size if spec.swap else 1.0)
+
+    def _so_far(self, oid: int) -> tuple[float, float, float]:
+        """(filled, average price, fees paid) of an order, partially filled or not."""
+        row = self._db.execute("SELECT filled, coalesce(average, 0), fee FROM orders WHERE id=?", (oid,)).fetchone()
+        return float(row[0]), float(row[1]), float(row[2])
 
     def _ratchet(self, oid: int, side: str, pct: float, extreme: float, bar: Bar) -> None:
         if side == "sell" and bar.high > extreme:  # protects a long: the highest high
@@ -991,9 +1083,11 @@ class PaperBroker:
             self._db.execute("UPDATE orders SET trail_extreme=?, price=?, updated_at=? WHERE id=?",
                              (bar.low, margin.trailing_level(-1, bar.low, pct), bar.time, oid))
 
-    def _trigger(self, type_: str, side: str, price: float | None, bar: Bar) -> float | None:
+    def _trigger(self, type_: str, side: str, price: float | None, bar: Bar, slip: float) -> float | None:
+        """The price ``bar`` fills an order at (None: it does not), ``slip`` the slippage of
+        market and stop-market fills in this bar."""
         if type_ == "market":
-            return bar.open * (1 + self.slippage if side == "buy" else 1 - self.slippage)
+            return bar.open * (1 + slip if side == "buy" else 1 - slip)
         if type_ == "limit":
             assert price is not None
             if side == "buy" and bar.low <= price:
@@ -1005,9 +1099,9 @@ class PaperBroker:
             return None
         if type_ in ("stop_loss", "trailing_stop"):  # stop-market: a gap through the stop fills at the open
             if side == "sell" and bar.low <= price:
-                return min(bar.open, price) * (1 - self.slippage)
+                return min(bar.open, price) * (1 - slip)
             if side == "buy" and bar.high >= price:
-                return max(bar.open, price) * (1 + self.slippage)
+                return max(bar.open, price) * (1 + slip)
         if type_ == "take_profit":
             if side == "sell" and bar.high >= price:
                 return max(bar.open, price)
@@ -1016,9 +1110,13 @@ class PaperBroker:
         return None
 
     def _children(self, oid: int, symbol: str, side: str, qty: float, bar: Bar, sl: float | None, tp: float | None,
-                  trail: tuple[float, float] | None, reduce_only: bool) -> None:
+                  trail: tuple[float, float] | None, reduce_only: bool, more: bool = False) -> None:
         """The stop-loss / take-profit / trailing-stop children of a filled entry (the
-        trailing stop's level from the entry's reference, not from this bar)."""
+        trailing stop's level from the entry's reference, not from this bar). ``more``: a
+        later part of a partially filled entry, which its children grow by."""
+        if more and self._one("SELECT 1 FROM orders WHERE parent_id=? LIMIT 1", (oid,)) is not None:
+            self._db.execute("UPDATE orders SET amount = amount + ? WHERE parent_id=? AND status='open'", (qty, oid))
+            return
         sign = 1 if side == "sell" else -1  # a sell child protects a long
         children: list[tuple[str, float, float | None, float | None]] = [
             (t, p, None, None) for t, p in (("stop_loss", sl), ("take_profit", tp)) if p is not None]  # type: ignore[misc]
@@ -1034,46 +1132,73 @@ class PaperBroker:
             )
 
     def _record_fill(self, oid: int, symbol: str, side: str, price: float, qty: float, fee: float, pnl: float | None,
-                     bar: Bar, parent: int | None) -> dict[str, Any]:
+                     bar: Bar, parent: int | None, *, done: bool = True,
+                     before: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> dict[str, Any]:
+        """Book a fill; ``done=False`` leaves the order open (a partial fill under the
+        volume cap), ``before`` is what earlier parts filled (amount, average, fees)."""
         db = self._db
         fill_id = db.execute("INSERT INTO fills (order_id, bar_time, price, amount, fee, pnl) VALUES (?,?,?,?,?,?)",
                              (oid, bar.time, price, qty, fee, pnl)).lastrowid
-        db.execute("UPDATE orders SET status='closed', filled=?, average=?, fee=?, updated_at=? WHERE id=?",
-                   (qty, price, fee, bar.time, oid))
+        if done and not before[0]:
+            db.execute("UPDATE orders SET status='closed', filled=?, average=?, fee=?, updated_at=? WHERE id=?",
+                       (qty, price, fee, bar.time, oid))
+        else:
+            filled = before[0] + qty
+            db.execute("UPDATE orders SET status=?, filled=?, average=?, fee=?, updated_at=? WHERE id=?",
+                       ("closed" if done else "open", filled, (before[0] * before[1] + qty * price) / filled,
+                        before[2] + fee, bar.time, oid))
         if parent is not None:  # one cancels the other
             db.execute("UPDATE orders SET status='canceled', reason='oco' WHERE parent_id=? AND id<>? AND status='open'", (parent, oid))
+            if self.fill_model.volume_cap is not None:  # the trade is over: what is left of its entry goes too
+                db.execute("UPDATE orders SET status='canceled', reason='its stop or take-profit filled' "
+                           "WHERE id=? AND status='open'", (parent,))
         return {"id": fill_id, "order_id": str(oid), "symbol": symbol, "side": side, "price": price, "amount": qty, "fee": fee,
                 "pnl": pnl, "time": bar.time}
 
     def _fill(self, oid: int, symbol: str, base: str, quote: str, side: str, amount: float | None, cost: float | None,
               price: float, bar: Bar, sl: float | None, tp: float | None, parent: int | None,
-              trail: tuple[float, float] | None = None) -> dict[str, Any]:
-        """A spot fill (long-only accounting)."""
+              trail: tuple[float, float] | None = None, rate: float | None = None,
+              cap: float | None = None) -> dict[str, Any]:
+        """A spot fill (long-only accounting) paying the fee ``rate`` (the taker fee by
+        default), of at most ``cap`` base (the volume cap; None: the whole order)."""
         db = self._db
+        rate = self.fees if rate is None else rate
+        before = self._so_far(oid) if cap is not None else (0.0, 0.0, 0.0)
+        done = True
         pos = db.execute("SELECT amount, avg_price, realized_pnl FROM positions WHERE symbol=?", (symbol,)).fetchone() or (0.0, 0.0, 0.0)
         pnl = None
         if side == "buy":
-            spend = cost if cost is not None else amount * price * (1 + self.fees)  # type: ignore[operator]
-            spend = min(spend, self._total(quote))
-            qty = spend / (price * (1 + self.fees))
-            fee = qty * price * self.fees
+            if before[0]:  # what is left of a partially filled order
+                spend = cost - (before[0] * before[1] + before[2]) if cost is not None else \
+                    (amount - before[0]) * price * (1 + rate)  # type: ignore[operator]
+            else:
+                spend = cost if cost is not None else amount * price * (1 + rate)  # type: ignore[operator]
+            if cap is not None and cap * price * (1 + rate) < spend * (1 - 1e-12):
+                spend, done = cap * price * (1 + rate), False
+            if spend > self._total(quote):
+                spend, done = self._total(quote), True  # what the cash pays for: the order is done
+            qty = spend / (price * (1 + rate))
+            fee = qty * price * rate
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (quote, self._total(quote) - spend))
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (base, self._total(base) + qty))
             new_amount = pos[0] + qty
-            avg = (pos[0] * pos[1] + qty * price * (1 + self.fees)) / new_amount
+            avg = (pos[0] * pos[1] + qty * price * (1 + rate)) / new_amount
             db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", (symbol, new_amount, avg, pos[2]))
         else:
-            qty = min(float(amount), self._total(base))  # type: ignore[arg-type]
-            proceeds = qty * price * (1 - self.fees)
-            fee = qty * price * self.fees
+            want = float(amount) - before[0]  # type: ignore[arg-type]
+            qty = min(want, self._total(base))
+            if cap is not None and cap < qty * (1 - 1e-12):
+                qty, done = cap, False
+            proceeds = qty * price * (1 - rate)
+            fee = qty * price * rate
             pnl = proceeds - qty * pos[1]
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (base, self._total(base) - qty))
             db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (quote, self._total(quote) + proceeds))
             db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)",
                        (symbol, max(pos[0] - qty, 0.0), pos[1] if pos[0] - qty > 1e-12 else 0.0, pos[2] + pnl))
-        fill = self._record_fill(oid, symbol, side, price, qty, fee, pnl, bar, parent)
+        fill = self._record_fill(oid, symbol, side, price, qty, fee, pnl, bar, parent, done=done, before=before)
         if side == "buy":
-            self._children(oid, symbol, "sell", qty, bar, sl, tp, trail, reduce_only=False)
+            self._children(oid, symbol, "sell", qty, bar, sl, tp, trail, reduce_only=False, more=bool(before[0]))
         return fill
 
     # -- swaps: fills, funding, liquidation --------------------------------------
@@ -1089,14 +1214,20 @@ class PaperBroker:
 
     def _fill_swap(self, oid: int, spec: MarketSpec, side: str, amount: float, price: float, bar: Bar,
                    sl: float | None, tp: float | None, trail: tuple[float, float] | None, parent: int | None,
-                   reduce_only: bool) -> dict[str, Any] | None:
+                   reduce_only: bool, rate: float | None = None, cap: float | None = None) -> dict[str, Any] | None:
         """A swap fill: close what it closes (P&L, margin released), open the rest (margin
         taken, entry averaged), fees from cash. A reduce-only order with nothing left to
         reduce is cancelled."""
         db, symbol, cash_asset = self._db, spec.symbol, spec.quote
+        rate = self.fees if rate is None else rate  # the fee this order pays (maker or taker)
+        before = self._so_far(oid) if cap is not None else (0.0, 0.0, 0.0)
         pos = self._position(symbol)
         sign = 1 if side == "buy" else -1
-        contracts = float(amount)
+        contracts = float(amount) - before[0]
+        capped = cap is not None and cap < contracts * (1 - 1e-12)
+        if capped:
+            contracts = cap  # type: ignore[assignment]
+        want = contracts
         if reduce_only:
             if pos.side != -sign:
                 db.execute("UPDATE orders SET status='canceled', reason='reduce-only: no position to reduce' WHERE id=?",
@@ -1112,7 +1243,7 @@ class PaperBroker:
             full = closing >= abs(pos.contracts) - 1e-12
             released = pos.collateral if full else pos.collateral * closing / abs(pos.contracts)
             gain = margin.unrealized_pnl(pos.side, q, pos.entry, price)
-            close_fee = q * price * self.fees
+            close_fee = q * price * rate
             cash += released + gain - close_fee
             fee += close_fee
             pnl = gain - close_fee
@@ -1122,14 +1253,14 @@ class PaperBroker:
         opening = 0.0 if reduce_only else round(contracts - closing, 12)
         if opening > 1e-15:
             lev = self._leverage(symbol)
-            per_contract = spec.contract_size * price * (1 / lev + self.fees)
+            per_contract = spec.contract_size * price * (1 / lev + rate)
             affordable = max(cash, 0.0) / per_contract  # what the cash still pays for
             if affordable < opening and spec.min_amount is not None and affordable < float(spec.min_amount):
                 affordable = 0.0  # cut below the market's minimum: nothing opens (no dust position)
             opening = min(opening, affordable)
         if opening > 1e-15:
             q = opening * spec.contract_size
-            open_fee = q * price * self.fees
+            open_fee = q * price * rate
             cash -= q * price / lev + open_fee
             fee += open_fee
             size = round(abs(pos.contracts) + opening, 12)
@@ -1142,11 +1273,15 @@ class PaperBroker:
             return None
         db.execute("INSERT OR REPLACE INTO balances VALUES (?, ?)", (cash_asset, cash))
         self._save_position(symbol, pos)
-        fill = self._record_fill(oid, symbol, side, price, closing + opening, fee, pnl, bar, parent)
+        # Done unless capped with all of this bar's part filled (no margin or position ran out).
+        done = not capped or closing + opening < want - 1e-12
+        fill = self._record_fill(oid, symbol, side, price, closing + opening, fee, pnl, bar, parent, done=done,
+                                 before=before)
         if closing > 0 and (not pos.contracts or opening > 0):
             self._cancel_reduce_only(symbol, "position closed")
         if opening > 0:
-            self._children(oid, symbol, "sell" if sign > 0 else "buy", opening, bar, sl, tp, trail, reduce_only=True)
+            self._children(oid, symbol, "sell" if sign > 0 else "buy", opening, bar, sl, tp, trail, reduce_only=True,
+                           more=bool(before[0]))
         return fill
 
     def _doomed(self, spec: MarketSpec, bar: Bar) -> float | None:

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import pandas as pd
 
 from memlab.config import memory_path as _memory_path
 from memlab.dashboard import tables
+from memlab.dashboard.figures import HEIGHT as FIGURE_HEIGHT
 from memlab.dashboard.figures import equity_figure, price_figure
 from memlab.dashboard.metrics import (
     equity_curve,
@@ -47,6 +49,7 @@ from memlab.dashboard.metrics import (
     performance,
     pnl_curve,
 )
+from memlab.dashboard.protections import Pause, running_pause
 from memlab.dashboard.round_trips import RoundTrip, RoundTripBook, describe_evidence
 from memlab.dashboard.snapshot import (
     Snapshot,
@@ -60,6 +63,8 @@ from memlab.trader.equity import read_equity
 from memlab.trader.status import rss_mb
 
 VIEWS = ("dashboard", "metrics", "trades", "memory")
+#: The views that show figures (equity on both, price on the dashboard).
+FIGURE_VIEWS = ("dashboard", "metrics")
 DRAWDOWN_ALERT = 0.10
 FIGURE_EVERY = 5.0  # seconds between redraws of the figures for new bars alone
 PRICE_BARS = 2500  # bars of price drawn (the newest): what a trader watches, and quick to send
@@ -67,23 +72,33 @@ MAX_MARKS = 2_000  # the newest fills marked on the price chart
 ROUND_TRIPS_SHOWN = 100  # rows of the trades view's round-trip table
 ROUND_TRIPS_FIRST_SCREEN = 6  # rows of the dashboard's
 ALERTS_SHOWN = 4  # alerts on the first screen; the rest are counted
+PROTECTION_STARTS_SHOWN = 2  # the newest protection starts listed as alerts; older ones are counted in one
 START_HINT = "memlab paper --symbol BTC/USDT --strategy sma_cross --synthetic 2000 --memory-path {path}"
 NO_EQUITY_LOG = ("No equity log in this folder (its trader predates it): equity is cash plus positions at their "
                  "last close, the curve is realised P&L at fills, and there is no Sharpe.")
 #: Alert severities, most urgent first (each alert's ``data-severity``).
 SEVERITIES = ("critical", "warning", "info")
 STOP_TYPES = ("stop_loss", "trailing_stop")
+#: What :func:`read_stores` returns: a snapshot, the new fills and the equity log's new rows.
+Reading = tuple[Snapshot, pd.DataFrame, "pd.DataFrame | None"]
 
 
-# Plotly sizes a figure to its container when it is first drawn, and again only when the
+# The page's probe: an invisible widget that (1) tells the server once the browser has laid
+# out and painted the monitor, and (2) keeps the figures as wide as their containers.
+# (1): a server page builds its figures only then (see ``MonitorApp(defer_figures=True)``):
+# the first message to a plotly widget makes the browser wait for plotly's 5 MB bundle before
+# it handles any later message, so figures sent with the first screen held its tables back
+# by seconds. A tab the browser keeps hidden paints nothing, so it asks for no figures.
+# (2): plotly sizes a figure to its container when it is first drawn, and again only when the
 # window resizes: a figure drawn before its container had a width (a tab not shown yet, a
 # page still laying out) stays at plotly's 700 px default. This watches every plot and, when
 # one's drawn width differs from its container's, fires the window's resize event, which
 # makes plotly (``responsive``) and its widget view fit it to the container.
-_FIT_FIGURES_JS = """
+_PAGE_PROBE_JS = """
 export default {
-  render({ el }) {
+  render({ model, el }) {
     el.style.display = "none";
+    requestAnimationFrame(() => setTimeout(() => model.send({ event: "shown" }), 0));
     const check = () => {
       for (const plot of document.querySelectorAll(".memlab-monitor .js-plotly-plot")) {
         const width = plot.getBoundingClientRect().width;
@@ -101,21 +116,21 @@ export default {
 """
 
 
-def _fit_figures() -> W.DOMWidget:
-    """The (invisible) widget that keeps figures as wide as their containers (see above)."""
+def _page_probe() -> W.DOMWidget:
+    """The (invisible) widget that says when the page has shown the monitor and keeps figures
+    as wide as their containers (see above)."""
     import anywidget
 
-    class FitFigures(anywidget.AnyWidget):  # type: ignore[misc]
-        _esm = _FIT_FIGURES_JS
+    class PageProbe(anywidget.AnyWidget):  # type: ignore[misc]
+        _esm = _PAGE_PROBE_JS
 
-    return FitFigures()
+    return PageProbe()
 
 
+# Classes are given at construction, not added after: each widget a page builds is sent to
+# the browser as it is made, and every later change is one more message before the first screen.
 def _html(css: str) -> W.HTML:
-    w = W.HTML()
-    w.add_class("memlab-table")
-    w.add_class(css)
-    return w
+    return W.HTML(_dom_classes=("memlab-table", css))
 
 
 def _set(widget: W.HTML, value: str) -> None:
@@ -124,9 +139,7 @@ def _set(widget: W.HTML, value: str) -> None:
 
 
 def _box(children: list[Any], css: str, **layout: str) -> W.VBox:
-    box = W.VBox(children, layout=W.Layout(min_width="0", **layout))
-    box.add_class(css)
-    return box
+    return W.VBox(children, layout=W.Layout(min_width="0", **layout), _dom_classes=(css,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +157,23 @@ class MonitorApp:
 
         app = MonitorApp("data/mem_knowledge", view="trades")
         app.widget          # display it; app.start() refreshes it every `interval` seconds
+
+    Args:
+        memory_path: the memory folder (default ``$MEM_MEMORY_PATH`` or ``data/mem_knowledge/``).
+        view: the tab shown first, one of :data:`VIEWS`.
+        interval: seconds between refreshes (:meth:`start`).
+        defer_figures: build no plotly figure until the page says it has shown the monitor
+            and a view with figures (:data:`FIGURE_VIEWS`) is selected; the next refresh
+            then draws them and :attr:`on_figures_due` is called so the caller can refresh at
+            once. The server uses it: the tables and numbers reach the browser first, the
+            figures after. False (the default) draws them in the constructor.
+        first_read: what :func:`read_stores` read from the start, to show first instead of
+            reading the stores again (a server shares one such read among the pages that
+            open while the stores do not change); treated as read-only.
     """
 
     def __init__(self, memory_path: str | os.PathLike[str] | None = None, *, view: str = "dashboard",
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, defer_figures: bool = False, first_read: Reading | None = None) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
         self.root = Path(_memory_path(memory_path))
@@ -160,6 +186,10 @@ class MonitorApp:
         self._summary: dict[str, Any] | None = None
         self._summary_at, self._peak = -math.inf, math.nan
         self._figure_stale, self._figure_at = False, -math.inf
+        self._figures_held, self._page_shown = bool(defer_figures), False
+        #: called (from the thread that handles the page's messages) when deferred figures
+        #: became due: the server wakes the page's refresher with it
+        self.on_figures_due: Callable[[], None] = lambda: None
         self._task: asyncio.Task[None] | None = None
         # Round trips and what links them to orders and decisions, all built incrementally.
         self.trips = RoundTripBook()
@@ -171,8 +201,7 @@ class MonitorApp:
         self._orders_shown: pd.DataFrame | None = None  # what the orders tables show (re-rendered on change)
         self._orders_missing: str | None = None
         self._fills_key: tuple[bool, str] | None = None
-        self.banner = W.HTML()
-        self.banner.add_class("memlab-banner")
+        self.banner = W.HTML(_dom_classes=("memlab-banner",))
         self.cards, self.positions, self.decisions = _html("memlab-cards"), _html("memlab-positions"), _html("memlab-decisions")
         self.alerts, self.health = _html("memlab-alerts"), _html("memlab-health")
         self.perf, self.adaptations = _html("memlab-performance"), _html("memlab-adaptations")
@@ -185,20 +214,23 @@ class MonitorApp:
         self.query.add_class("memlab-archival-query")
         self.query.observe(lambda _: self._search(), names="value")
         # The figures are built by the first refresh that has data (empty ones only when the
-        # folder has none yet): building them twice costs a page's first load ~0.4 s.
+        # folder has none yet): building them twice costs a page's first load ~0.4 s. Their
+        # boxes keep the figures' height while empty, so drawing them moves nothing.
         self.equity: Any = None
         self.price: Any = None
         # The equity figure is shown twice (dashboard and metrics), one widget in two boxes;
         # it comes first in the page, so the first plotly plot is the equity figure on every view.
-        self._equity_boxes = [_box([], "memlab-equity-figure", flex="45 1 0%"),
-                              _box([], "memlab-equity-figure", width="100%")]
-        self._price_box = _box([], "memlab-price-chart", flex="55 1 0%")
+        tall = f"{FIGURE_HEIGHT}px"
+        self._equity_boxes = [_box([], "memlab-equity-figure", flex="45 1 0%", min_height=tall),
+                              _box([], "memlab-equity-figure", width="100%", min_height=tall)]
+        self._price_box = _box([], "memlab-price-chart", flex="55 1 0%", min_height=tall)
         self.metrics = W.VBox([self.perf, self._equity_boxes[1], self.adaptations])
         charts = W.HBox([self._equity_boxes[0], self._price_box], layout=W.Layout(width="100%"))
         lower = W.HBox([_box([self.positions, self.recent_trips], "memlab-side", flex="57 1 0%"),
                         _box([self.alerts, self.health], "memlab-side", flex="43 1 0%")],
                        layout=W.Layout(width="100%", grid_gap="16px"))
-        first = _box([self.cards, charts, lower], "memlab-first-screen", width="100%")
+        self.pause = W.HTML(_dom_classes=("memlab-pause",))  # empty unless a protection pauses entries now
+        first = _box([self.pause, self.cards, charts, lower], "memlab-first-screen", width="100%")
         views = {
             "dashboard": first,
             "metrics": self.metrics,
@@ -207,50 +239,50 @@ class MonitorApp:
             "memory": W.VBox([self.core, self.journal, self.parameters, self.query, self.archival]),
         }
         self.tabs = W.Tab(children=list(views.values()), titles=list(views), selected_index=VIEWS.index(view))
-        self.widget = W.VBox([W.HTML(tables.STYLE), _fit_figures(), self.banner, self.tabs],
-                             layout=W.Layout(width="100%"))
-        self.widget.add_class("memlab-monitor")
+        self.tabs.observe(lambda _: self._release_figures(), names="selected_index")
+        probe = _page_probe()
+        probe.on_msg(self._page_message)
+        self.widget = W.VBox([W.HTML(tables.STYLE), probe, self.banner, self.tabs],
+                             layout=W.Layout(width="100%"), _dom_classes=("memlab-monitor",))
         self.snapshot: Snapshot | None = None
-        self.refresh()
-        if self.equity is None:  # nothing to draw yet: empty figures, redrawn when data come
+        self.show(*(first_read if first_read is not None else self.read()))
+        if self.equity is None and not self._figures_held:  # nothing to draw yet: empty figures, redrawn when data come
             self._place(equity_figure(), price_figure())
         self._search()
 
+    # -- deferred figures ------------------------------------------------------------
+    def _page_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("event") == "shown":
+            self.page_shown()
+
+    def page_shown(self) -> None:
+        """The page has painted the monitor (its probe widget says so): deferred figures
+        become due now if a view with figures is selected, else when one is."""
+        self._page_shown = True
+        self._release_figures()
+
+    def _release_figures(self) -> None:
+        """Let the next refresh draw the figures, once the page has shown the monitor on a
+        view that has figures (``defer_figures``)."""
+        if not (self._figures_held and self._page_shown and VIEWS[self.tabs.selected_index or 0] in FIGURE_VIEWS):
+            return
+        self._figures_held = False
+        self._figure_stale, self._figure_at = True, -math.inf
+        self.on_figures_due()
+
+    @property
+    def figures_held(self) -> bool:
+        """True while ``defer_figures`` holds the figures back (none is built yet)."""
+        return self._figures_held
+
     # -- reading -------------------------------------------------------------------
-    def read(self) -> tuple[Snapshot, pd.DataFrame, pd.DataFrame | None]:
+    def read(self) -> Reading:
         """Read a snapshot, the fills and decisions that are new since the last read and the
-        equity log from the last bar shown on (None without a log); thread-safe to call off
-        the loop. A source that cannot be read is named in the snapshot's errors."""
-        # Fills first: the book is then read after them (positions, orders), so every new
-        # fill's order is found there already filled, and positions are never older than fills.
-        new, fills_error = None, None
-        try:
-            new = read_fills(self.root, after_id=self._last_fill)
-        except Exception as exc:  # noqa: BLE001 - a damaged book is named; the other stores still show
-            fills_error = exc
-        snap = read_snapshot(self.root, fills=False, equity=False)
-        if fills_error is not None:
-            snap.fail("fills", fills_error)
-        # The orders behind the new fills (to tell stops from exits and find the decision):
-        # the newest 200 cover a refresh's fills; a first read of a long history reads more.
-        snap.link_orders = snap.orders
-        if new is not None and len(new) > 60:
-            try:
-                snap.link_orders = read_orders(self.root, limit=3 * len(new) + 200)
-            except Exception as exc:  # noqa: BLE001
-                snap.fail("orders", exc)
-        try:
-            snap.new_decisions = read_decisions_after(self.root, self._last_decision)
-        except Exception as exc:  # noqa: BLE001
-            if "decisions" not in snap.failed:
-                snap.fail("decisions", exc)
+        equity log from the last bar shown on (:func:`read_stores`); thread-safe to call off
+        the loop."""
         known = self._equity_log
-        equity = None
-        try:
-            equity = read_equity(self.root, since=known.index[-1] if known is not None and len(known) else None)
-        except Exception as exc:  # noqa: BLE001
-            snap.fail("equity log", exc)
-        return snap, new if new is not None else pd.DataFrame(), equity
+        return read_stores(self.root, after_fill=self._last_fill, after_decision=self._last_decision,
+                           equity_since=known.index[-1] if known is not None and len(known) else None)
 
     def refresh(self) -> None:
         """Read the stores once and update the widgets (synchronously)."""
@@ -273,7 +305,9 @@ class MonitorApp:
             self._figure_stale = True
         # A new fill redraws at once; new bars alone at most every FIGURE_EVERY seconds
         # (a figure of 5,000 points a trace takes a few hundred ms to build).
-        if filled or (self._figure_stale and time.monotonic() - self._figure_at >= FIGURE_EVERY):
+        if self._figures_held:
+            self._figure_stale = True  # drawn when released, from everything read by then
+        elif filled or (self._figure_stale and time.monotonic() - self._figure_at >= FIGURE_EVERY):
             self._figure_stale, self._figure_at = False, time.monotonic()
             self._draw(snap)
         self._banner(snap)
@@ -314,6 +348,7 @@ class MonitorApp:
         _set(self.webhooks, tables.table(_wall_time(snap.webhooks), "Webhook signals in (newest 50)",
                                          missing="no webhook endpoint yet (ConnectionManager.add_webhook)"))
         _set(self.alerts, self._alerts(snap))
+        _set(self.pause, self._pause_notice(snap))
         _set(self.health, self._health(snap))
 
     def _performance(self, new: pd.DataFrame) -> dict[str, float]:
@@ -671,8 +706,9 @@ class MonitorApp:
     def alert_items(self, snap: Snapshot) -> list[tuple[str, str]]:
         """Every alert as ``(severity, text)``, most urgent first: real problems (drawdown
         beyond the threshold, a connection down, a trader that stopped without saying so, a
-        damaged store) are ``critical``; things to watch ``warning``; routine events
-        (adaptations) ``info``."""
+        damaged store) are ``critical``; things to watch ``warning`` (protection starts
+        among them, first: the one running now, then the newest, with their market time
+        and reason); routine events (adaptations, the cooldown's blocks) ``info``."""
         items: list[tuple[str, str]] = []
         log = self._equity_log
         if log is not None and len(log):
@@ -689,6 +725,7 @@ class MonitorApp:
             if equity and not math.isnan(equity) and -dd > DRAWDOWN_ALERT * equity:
                 items.append(("critical", f"Drawdown {_money(dd)} of realised P&L is more than {DRAWDOWN_ALERT:.0%} "
                                           "of equity"))
+        items += [("warning", text) for text in self._protection_alerts(snap)]
         for name, c in ((snap.connections or {}).get("connections") or {}).items():
             if c.get("state") == "down":
                 items.append(("critical", f"Lost connection: {name} ({c.get('venue')}) is down since "
@@ -719,8 +756,58 @@ class MonitorApp:
             items.append(("warning", "Sells with no open entry in the book (a position older than the book?): "
                                      + ", ".join(f"{s} {tables.quantity(q)}" for s, q in unmatched.items())))
         items += [("info", text) for text in _adaptations(snap.parameters, 3)]
+        cooldown = snap.cooldown or {}
+        if cooldown.get("blocked"):
+            n = cooldown["blocked"]
+            items.append(("info", f"Cooldown held back {n:,} entr{'y' if n == 1 else 'ies'}; the newest at market time "
+                                  f"{_minute(cooldown['time'])} UTC: {cooldown['note']}"))
         rank = {s: i for i, s in enumerate(SEVERITIES)}
         return sorted(items, key=lambda item: rank[item[0]])  # stable: each severity keeps its order
+
+    def running_pause(self, snap: Snapshot) -> Pause | None:
+        """The protection pausing entries at the session's last bar, or None (the rule:
+        :func:`memlab.dashboard.protections.running_pause`, over the equity log's bars)."""
+        log = self._equity_log
+        if log is None or not len(log):
+            return None
+        return running_pause(snap.protections, pd.DatetimeIndex(log.index))
+
+    def _protection_alerts(self, snap: Snapshot) -> list[str]:
+        """Warnings for the newest protection starts, newest first (the one running now says
+        so and how long it has left), and one that counts the older ones."""
+        starts = snap.protections
+        if starts is None or not len(starts):
+            return []
+        running = self.running_pause(snap)
+        counted = self._equity_log is not None and len(self._equity_log) > 0
+        out = []
+        for i, (when, row) in enumerate(starts.iloc[::-1].head(PROTECTION_STARTS_SHOWN).iterrows()):
+            blocked = f"; {row['blocked']:,} entr{'y' if row['blocked'] == 1 else 'ies'} blocked" if row["blocked"] else ""
+            head = f"Protection {row['protection']} started at market time {_minute(when)} UTC for {row['bars']} bars"
+            if i == 0 and running is not None:
+                until = f", until ~{_minute(running.ends)} UTC" if running.ends is not None else ""
+                state = f"running now: {running.left} of {running.bars} bars left{until}"
+            elif counted:
+                state = "over"
+            else:
+                state = "no equity log to count bars: whether it still runs is unknown"
+            out.append(f"{head} ({state}) — {row['reason']}{blocked}")
+        if len(starts) > PROTECTION_STARTS_SHOWN:
+            older = len(starts) - PROTECTION_STARTS_SHOWN
+            out.append(f"{older} earlier protection start{'s' if older > 1 else ''} this session "
+                       f"(first at market time {_minute(starts.index[0])} UTC); see the journal")
+        return out
+
+    def _pause_notice(self, snap: Snapshot) -> str:
+        """The first screen's line when a protection pauses entries now (else nothing)."""
+        pause = self.running_pause(snap)
+        if pause is None:
+            return ""
+        until = f" (until ~{_minute(pause.ends)} UTC)" if pause.ends is not None else ""
+        return (f'<div class="memlab-pause-running" data-protection="{html.escape(pause.protection)}">'
+                f"<b>Entries paused now</b> — {html.escape(pause.protection)} since market time "
+                f"{_minute(pause.started)} UTC: {pause.left} of {pause.bars} bars left at the last bar "
+                f"{_minute(pause.last_bar)}{until} · {html.escape(pause.reason)}</div>")
 
     def _alerts(self, snap: Snapshot) -> str:
         items = self.alert_items(snap)
@@ -785,6 +872,44 @@ class MonitorApp:
                 self.show(*await loop.run_in_executor(None, self.read))
             except Exception as exc:  # noqa: BLE001 - keep refreshing; say what failed
                 _set(self.banner, f'<div class="memlab-banner-stale">refresh failed: {html.escape(repr(exc))}</div>')
+
+
+def read_stores(root: Path, *, after_fill: int = 0, after_decision: int = 0,
+                equity_since: pd.Timestamp | None = None) -> Reading:
+    """What the monitor reads on each refresh: a snapshot, the fills with id > ``after_fill``,
+    the decisions with id > ``after_decision`` (``snapshot.new_decisions``) and the equity log
+    from ``equity_since`` on (None without a log). The defaults read everything: what a new
+    :class:`MonitorApp` starts from (``first_read``). A source that cannot be read is named
+    in the snapshot's errors."""
+    # Fills first: the book is then read after them (positions, orders), so every new
+    # fill's order is found there already filled, and positions are never older than fills.
+    new, fills_error = None, None
+    try:
+        new = read_fills(root, after_id=after_fill)
+    except Exception as exc:  # noqa: BLE001 - a damaged book is named; the other stores still show
+        fills_error = exc
+    snap = read_snapshot(root, fills=False, equity=False)
+    if fills_error is not None:
+        snap.fail("fills", fills_error)
+    # The orders behind the new fills (to tell stops from exits and find the decision):
+    # the newest 200 cover a refresh's fills; a first read of a long history reads more.
+    snap.link_orders = snap.orders
+    if new is not None and len(new) > 60:
+        try:
+            snap.link_orders = read_orders(root, limit=3 * len(new) + 200)
+        except Exception as exc:  # noqa: BLE001
+            snap.fail("orders", exc)
+    try:
+        snap.new_decisions = read_decisions_after(root, after_decision)
+    except Exception as exc:  # noqa: BLE001
+        if "decisions" not in snap.failed:
+            snap.fail("decisions", exc)
+    equity = None
+    try:
+        equity = read_equity(root, since=equity_since)
+    except Exception as exc:  # noqa: BLE001
+        snap.fail("equity log", exc)
+    return snap, new if new is not None else pd.DataFrame(), equity
 
 
 def _connections(snap: Snapshot) -> pd.DataFrame | None:

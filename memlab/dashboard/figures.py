@@ -22,6 +22,8 @@ FALLBACK_TITLE = ("Realised P&L at fills and its drawdown — no equity log in t
                   "(written by a trader that predates it), so nothing is marked to market")
 
 
+#: Height of the monitor's figures in px (the page keeps their room while they are drawn).
+HEIGHT = 290
 #: plotly's config for every figure of the app: follow the container's width, no logo.
 CONFIG = {"responsive": True, "displaylogo": False, "displayModeBar": "hover"}
 
@@ -33,7 +35,7 @@ def _widget(fig: go.Figure) -> go.FigureWidget:
 
 
 def equity_figure(curve: pd.DataFrame | None = None, realised: pd.DataFrame | None = None, *,
-                  benchmark_name: str = "buy & hold", height: int = 290) -> go.FigureWidget:
+                  benchmark_name: str = "buy & hold", height: int = HEIGHT) -> go.FigureWidget:
     """Two rows on a shared market-time axis: above, equity marked to market (``curve`` from
     :func:`memlab.dashboard.metrics.equity_curve`), the buy-and-hold benchmark, and the
     starting equity plus realised P&L at each fill (``realised`` from ``pnl_curve``);
@@ -139,7 +141,7 @@ MARKERS = {"entry": ("triangle-up", "#1d7a3e", 11), "exit": ("triangle-down", "#
 
 
 def price_figure(prices: pd.Series | None = None, fills: pd.DataFrame | None = None, *, symbol: str = "",
-                 stops: list[float] | None = None, note: str = "", height: int = 290) -> go.FigureWidget:
+                 stops: list[float] | None = None, note: str = "", height: int = HEIGHT) -> go.FigureWidget:
     """The price of ``symbol`` at market time (``prices``: closes indexed by bar time, from
     the equity log), with the trades on it: ``fills`` (columns ``time``, ``price``,
     ``kind`` in :data:`MARKERS`, ``hover``, ``label``) as markers, entries labelled with

@@ -3,7 +3,15 @@
 ``memlab dashboard`` runs :func:`serve`: one Python process holds every viewer's widgets.
 Each browser page gets a Solara *virtual kernel* (not a Jupyter kernel process): its own
 :class:`~memlab.dashboard.app.MonitorApp` (ipywidgets + plotly), refreshed by a thread
-of this process. A page that is closed frees what it used: the browser's close beacon
+of this process.
+
+A page's first load is kept short: the request for the page starts reading the stores
+while the browser loads Solara's scripts, and that read serves every page that opens
+while the stores do not change (:class:`_FirstRead`); the page gets its tables and
+numbers first and its figures once it says it has shown them, and only on a view that has
+figures (``MonitorApp(defer_figures=True)``: plotly's 5 MB bundle, which the browser must
+load before it handles any message to a figure, no longer holds the tables back); and
+that bundle is compressed once per process and cached by the browser for good. A page that is closed frees what it used: the browser's close beacon
 closes its virtual kernel at once; a page that vanished without one (a killed browser,
 a lost network) is culled :data:`CULL_TIMEOUT` after its websocket dropped. Closing stops
 the page's refresher and closes its widgets.
@@ -25,6 +33,7 @@ import contextlib
 import ctypes
 import errno
 import gc
+import gzip
 import html
 import json
 import logging
@@ -91,6 +100,8 @@ class _Viewer:
     def __init__(self, app: MonitorApp, context: Any, interval: float) -> None:
         self.app, self.context, self.interval = app, context, interval
         self._stop = threading.Event()
+        self._wake = threading.Event()  # refresh now: deferred figures became due, or closing
+        app.on_figures_due = self._wake.set
         self._thread = threading.Thread(target=self._run, name=f"memlab-refresh-{id(self):x}", daemon=True)
 
     def start(self) -> None:
@@ -99,7 +110,11 @@ class _Viewer:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 data = self.app.read()
                 if self._stop.is_set():
@@ -127,6 +142,7 @@ class _Viewer:
     def close(self) -> None:
         """Stop refreshing and close every widget of the page (the page is gone)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         self.app.stop()
@@ -161,6 +177,60 @@ def _trim_heap() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class _FirstRead:
+    """What a new page shows first (every store read from the start), shared by the pages
+    that open while it is fresh: read again only when a file of the memory folder changed
+    (its size or mtime) and the last read is older than :data:`INTERVAL`, or that read is
+    older than :data:`FIRST_READ_MAX_AGE`. A page is thus built without reading the stores
+    when another page read them recently; what changed since, its first refresh reads (the
+    refresh reads only what is newer than what the page shows). Pages asked for at once share
+    one read: the others wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading: Any = None
+        self._key: tuple[Any, ...] | None = None
+        self._at = -math.inf
+
+    def get(self, root: Path) -> Any:
+        """:func:`~memlab.dashboard.app.read_stores` of ``root`` from the start (shared; read-only)."""
+        from memlab.dashboard.app import read_stores
+
+        with self._lock:
+            key, age = _files_key(root), time.monotonic() - self._at
+            if self._reading is None or age > FIRST_READ_MAX_AGE or (key != self._key and age > INTERVAL):
+                # The key from before the read: a write during it changes the key, so the next page reads again.
+                self._key, self._at = key, time.monotonic()
+                self._reading = read_stores(root)
+            return self._reading
+
+    def read_ahead(self, root: Path) -> None:
+        """Start the read in the background (a page was requested: its websocket, which asks
+        for the monitor, comes once the browser has loaded the page's scripts)."""
+        threading.Thread(target=self._read_quietly, args=(root,), name="memlab-read-ahead", daemon=True).start()
+
+    def _read_quietly(self, root: Path) -> None:
+        try:
+            self.get(root)
+        except Exception as exc:  # noqa: BLE001 - the page reads again and shows what failed
+            log.warning("read-ahead failed: %r", exc)
+
+
+def _files_key(root: Path) -> tuple[Any, ...]:
+    """The files of the memory folder with their size and mtime: changes when a store is written."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(root)
+                            if e.is_file()))
+    except OSError:
+        return ()
+
+
+#: Seconds a shared first read serves new pages while the stores do not change (the heartbeat
+#: of a running trader changes them every second; a stopped one's state is read again after this).
+FIRST_READ_MAX_AGE = 30.0
+_first_read = _FirstRead()
 
 
 def viewers() -> int:
@@ -200,7 +270,10 @@ def _solara_app() -> tuple[Any, list[Any]]:
             from memlab.dashboard.app import MonitorApp
 
             started = time.perf_counter()
-            app = MonitorApp(_memory_root(), view=view, interval=INTERVAL)
+            # Figures wait until the page has shown its tables (see MonitorApp's defer_figures),
+            # and the stores are read once for the pages that open together (_FirstRead).
+            root = _memory_root()
+            app = MonitorApp(root, view=view, interval=INTERVAL, defer_figures=True, first_read=_first_read.get(root))
             log.info("page %s: monitor built in %.2f s", view, time.perf_counter() - started)
             return _Viewer(app, kernel_context.get_current_context(), INTERVAL)
 
@@ -353,14 +426,21 @@ def create_app(memory_path: str | os.PathLike[str] | None = None) -> Starlette:
 
     _load_plotly_js_by_url()
     _warm_up(_memory_root())
+    plotly_gz = _plotly_js_gzip()
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    def plotly_js(request: Request) -> FileResponse:
-        return FileResponse(_plotly_js_path(), media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    def plotly_js(request: Request) -> Response:
+        # The URL carries plotly's version, so its content never changes: cached for good.
+        headers = {"Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
+        if "gzip" not in request.headers.get("accept-encoding", ""):
+            return FileResponse(_plotly_js_path(), media_type="text/javascript", headers=headers)
+        # Compressed once, at start-up: the GZip middleware would compress its 5 MB on the
+        # event loop for every browser that has not cached it (~1 s, every page stalled meanwhile).
+        return Response(plotly_gz, media_type="text/javascript", headers=headers | {"Content-Encoding": "gzip"})
 
     def snapshot(request: Request) -> JSONResponse:
         status, body = snapshot_json(_memory_root())
@@ -374,7 +454,22 @@ def create_app(memory_path: str | os.PathLike[str] | None = None) -> Starlette:
 
     routes = [Route("/api/snapshot.json", snapshot), Route("/api/server.json", server), Route(PLOTLY_JS, plotly_js),
               *solara_starlette.routes]
-    return Starlette(routes=routes, lifespan=solara_starlette.lifespan, middleware=solara_starlette.middleware)
+    return Starlette(routes=routes, lifespan=solara_starlette.lifespan,
+                     middleware=[Middleware(_ReadAhead), *solara_starlette.middleware])
+
+
+class _ReadAhead:
+    """ASGI middleware: a GET of a page (``/``, ``/trades``...) starts reading the stores for
+    it (:meth:`_FirstRead.read_ahead`) while the browser loads the page's scripts."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET" and \
+                scope.get("path", "").strip("/") in ("", *VIEWS):
+            _first_read.read_ahead(_memory_root())
+        await self.app(scope, receive, send)
 
 
 PLOTLY_JS = "/_memlab/plotly-widget.js"
@@ -384,6 +479,11 @@ def _plotly_js_path() -> Path:
     import plotly
 
     return Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+
+
+def _plotly_js_gzip() -> bytes:
+    """plotly's widget bundle, gzipped (once per process: 5 MB in, 1.5 MB out)."""
+    return gzip.compress(_plotly_js_path().read_bytes(), compresslevel=6, mtime=0)
 
 
 def _load_plotly_js_by_url() -> None:
@@ -412,7 +512,7 @@ def _warm_up(root: Path) -> None:
         with context:
             from memlab.dashboard.app import MonitorApp
 
-            app = MonitorApp(root, interval=INTERVAL)
+            app = MonitorApp(root, interval=INTERVAL, first_read=_first_read.get(root))
             for w in _walk(app.widget):
                 w.close()
     except Exception as exc:  # noqa: BLE001 - a page will show the same problem, with context

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,52 @@ def read_decisions_after(root: Path, after_id: int = 0, *, window: int = 256) ->
     return frame.rename(columns={"decided_at": "time", "meta": "evidence"})
 
 
+_protections_lock = threading.Lock()
+_protections_read: dict[Path, tuple[tuple[int, int], Any]] = {}  # journal -> ((mtime, size), ProtectionLog)
+
+
+def read_protections(root: Path, cipher: Any = None) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """Protection starts in the journal (:meth:`~memlab.dashboard.protections.ProtectionLog.starts`:
+    market time, protection, bars, reason, entries blocked) and the cooldown's blocks
+    (``{"blocked": n, "time": market time, "note": what the newest says}``); None without a journal.
+
+    Starts can be far back (SKIP lines follow them every bar), so every line counts; the
+    journal is append-only, so each line is parsed once per process: a change of the file
+    parses only the lines after those taken (the journal's own reader, asked for its newest
+    lines), shared by every page of a server and every refresh. A file that shrank (replaced)
+    is read again from its start."""
+    from memlab.dashboard.protections import ProtectionLog, cooldown_note
+    from memlab.memory.journal import JOURNAL_FILE, MemoryJournal
+
+    path = root / JOURNAL_FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (stat.st_mtime_ns, stat.st_size)
+    with _protections_lock:
+        known = _protections_read.get(path)
+        if known is None or known[0] != key:
+            scan = known[1] if known is not None and stat.st_size >= known[0][1] else ProtectionLog()
+            journal = MemoryJournal(root, cipher=cipher)
+            if scan.lines == 0:
+                new = journal.entries()
+            else:
+                wanted = 64
+                while True:  # enough of the newest lines to reach the last one taken
+                    new = journal.tail(wanted)
+                    if len(new) < wanted or new[0].line <= scan.lines + 1:
+                        break
+                    wanted *= 4
+            scan.add([e for e in new if e.line > scan.lines])
+            _protections_read[path] = known = (key, scan)
+        scan = known[1]
+        last = scan.cooldown_last
+        cooldown = {"blocked": scan.cooldown_blocked, "time": None if last is None else pd.Timestamp(last.time),
+                    "note": None if last is None else cooldown_note(last)}
+        return scan.starts(), cooldown
+
+
 def read_balances(root: Path) -> dict[str, float] | None:
     return _unless_missing(PaperBookReader(root, timeout=READ_TIMEOUT_S).balances)
 
@@ -155,6 +202,10 @@ class Snapshot:
     webhooks: pd.DataFrame | None = None
     deliveries: dict[str, Any] | None = None
     equity: pd.DataFrame | None = None  #: the equity log (:func:`~memlab.trader.equity.read_equity`)
+    #: protection starts from the journal (:func:`read_protections`); None without a journal
+    protections: pd.DataFrame | None = None
+    #: entries the cooldown blocked: ``{"blocked": n, "time": market time, "note": ...}`` of the newest
+    cooldown: dict[str, Any] | None = None
     exists: bool = True  #: whether the memory folder exists at all
     #: the live app's incremental reads: decisions new since its last read, and the orders
     #: behind its new fills (to tell a stop from an exit and find the decision that placed it)
@@ -205,6 +256,7 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
 
     lines: list[str] = []
     params = None
+    protections = None
     if (root / "core_memory_updates.txt").exists() or (root / "parameter_updates.json").exists():
         from memlab.memory.crypto import MemoryCipher
         from memlab.memory.journal import MemoryJournal
@@ -213,6 +265,8 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         cipher = safe("encryption key", MemoryCipher.from_env)
         entries = safe("journal", lambda: MemoryJournal(root, cipher=cipher).tail(journal)) or []
         lines = [str(e) for e in entries]
+        if "journal" not in failed:
+            protections = safe("journal", read_protections, root, cipher)
         if (root / "parameter_updates.json").exists():
             params = safe("parameters", lambda: ParameterStore(root, cipher=cipher).history())
     return Snapshot(
@@ -224,4 +278,6 @@ def read_snapshot(memory_path: str | os.PathLike[str] | None = None, *, orders: 
         trader=safe("trader status", read_status, root), connections=safe("connections", read_health, root),
         webhooks=safe("webhooks", read_webhook_requests, root), deliveries=safe("alert deliveries", read_deliveries, root),
         equity=safe("equity log", read_equity, root) if equity else None, failed=failed, exists=root.is_dir(),
+        protections=None if protections is None else protections[0],
+        cooldown=None if protections is None else protections[1],
     )

@@ -39,6 +39,9 @@ STYLE = """<style>
 .memlab-card b {display: block; font-size: 18px; color: #111;}
 .memlab-card small {display: block; font-size: 11px; color: #777;}
 .memlab-missing {color: #777; font-style: italic;}
+.memlab-pause-running {background: #fff4d6; border: 1px solid #e0b84c; padding: 3px 10px; border-radius: 4px;
+                       margin: 2px 0 4px; font: 13px system-ui, sans-serif; white-space: nowrap; overflow: hidden;
+                       text-overflow: ellipsis;}
 .memlab-alert {color: #a33;}
 .memlab-alerts ul, .memlab-health ul {margin: 2px 0 4px; padding-left: 18px; font: 12px/1.35 system-ui, sans-serif;}
 .memlab-alerts li[data-severity=critical] {color: #b3261e; font-weight: 600;}

@@ -46,11 +46,12 @@ def create_private(path: Path) -> None:
     os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once: temp file, fsync, rename, fsync folder.
 
     A reader sees the old content or the new, never a mix; a crash at any point leaves
-    one of the two complete files.
+    one of the two complete files. ``sync=False`` skips both fsyncs: the new file then
+    survives a killed process (the kernel has it), not a power cut, until a synced write.
     """
     path = Path(path)
     ensure_private_dir(path.parent)
@@ -60,13 +61,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def open_store_db(path: Path, schema: str, *, pragmas: tuple[str, ...] = (),

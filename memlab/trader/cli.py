@@ -48,6 +48,18 @@ def leverage(text: str) -> float:
     return value
 
 
+def exposure(text: str) -> float:
+    """An exposure limit: a share of equity in (0, 100] (above 1 only with leverage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 100):
+        raise argparse.ArgumentTypeError(f"an exposure limit is a share of equity in (0, 100] (0.33 = a third), "
+                                         f"got {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from memlab.strategies.cli import add_strategy_file_argument
 
@@ -85,6 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="share of free cash each entry spends with --sizing full, in (0, 1] (default 1)")
     p.add_argument("--leverage", type=leverage, default=None, metavar="X",
                    help="perpetual swaps (BTC/USDT:USDT): margin leverage, up to the market's maximum (default 1)")
+    x = p.add_argument_group("exposure limits (a session of several symbols shares one cash balance)")
+    x.add_argument("--max-position", type=exposure, default=None, metavar="FRACTION",
+                   help="one symbol's position at most this share of equity at entry, e.g. 0.33")
+    x.add_argument("--max-exposure", type=exposure, default=None, metavar="FRACTION",
+                   help="all positions together at most this share of equity (above 1 only with leverage)")
     g = p.add_argument_group("protections (each blocks new entries for a while; exits always go ahead)")
     g.add_argument("--max-stop-losses", type=positive_int, default=None, metavar="K",
                    help="after K stop-losses within --stop-loss-window bars, no entries for --pause bars")
@@ -98,6 +115,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--balance", type=positive_number, default=None, help="paper starting cash in the quote currency")
     p.add_argument("--fees", type=fraction, default=None, help="fraction of traded value in [0, 1), e.g. 0.001")
     p.add_argument("--slippage", type=fraction, default=None, help="fraction of traded value in [0, 1)")
+    p.add_argument("--maker-fees", type=fraction, default=None,
+                   help="fee of take-profit (resting) orders, in [0, 1) (default: --fees; see memlab.fills)")
+    p.add_argument("--range-spread", type=non_negative_number, default=None, metavar="K",
+                   help="pay half of K x the last bar's (High-Low)/Close as spread on each fill (default 0: off)")
+    p.add_argument("--latency", type=non_negative_int, default=None, metavar="BARS",
+                   help="orders fill this many bars after the next open (default 0)")
     p.add_argument("--agent-id", default=None)
     p.add_argument("--max-bars", type=positive_int, default=None)
     p.add_argument("--sync-interval", type=non_negative_number, default=None, help="seconds of bars per fsync group (default: every bar)")
@@ -139,7 +162,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "strategy": args.strategy, "mode": args.mode, "broker": args.broker, "memory_path": args.memory_path,
         "sizing": args.sizing, "min_confidence": args.min_confidence, "stop_loss": args.stop_loss,
         "take_profit": args.take_profit, "trailing_stop": args.trailing_stop, "exit_after": args.exit_after,
-        "size": args.size, "leverage": args.leverage, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
+        "size": args.size, "leverage": args.leverage, "max_position": args.max_position,
+        "max_exposure": args.max_exposure, "balance": args.balance, "fees": args.fees, "slippage": args.slippage,
         "agent_id": args.agent_id, "max_bars": args.max_bars, "sync_interval": args.sync_interval,
         "timeframe": args.timeframe, "feed": feed,
         "confirm_live": True if args.confirm_live else None,
@@ -154,6 +178,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides["protections"] = ProtectionRules(
             max_stop_losses=args.max_stop_losses, stop_loss_window=args.stop_loss_window, pause=args.pause,
             max_drawdown=args.max_drawdown, cooldown=args.cooldown)
+    if args.maker_fees is not None or args.range_spread is not None or args.latency is not None:
+        from memlab.fills import FillModel
+
+        overrides["fill_model"] = FillModel(range_spread=args.range_spread or 0.0, latency=args.latency or 0,
+                                            maker_fees=args.maker_fees)
     config = TraderConfig.from_env(**overrides)
     if args.param:  # typed by the strategy's defaults: fast=abc is refused naming it
         from memlab.strategies.cli import parse_params

@@ -18,6 +18,7 @@ from memlab.config import memory_path as resolve_memory_path
 from memlab.costs import DEFAULT_COSTS, CostModel
 from memlab.errors import ConfigurationError, InvalidInputError
 from memlab.exits import ExitRules
+from memlab.fills import NO_FILL_MODEL, FillModel
 from memlab.strategies import REGISTRY
 from memlab.trader.protections import ProtectionRules
 
@@ -56,11 +57,21 @@ class TraderConfig:
       (``BTC/USDT:USDT``); the broker refuses one above the market's maximum, naming it.
       On a swap the session trades long and short (``short_entry`` / ``short_exit``); a
       spot symbol trades long only (its short signals are counted and said once).
+    - ``max_position`` / ``max_exposure`` (fractions of equity, off by default): an entry
+      is cut so one symbol's position is at most ``max_position`` x equity at its signal's
+      close, and all positions together (entries on their way counted at their cost) at
+      most ``max_exposure`` x equity; an entry with no room left is skipped, saying which
+      limit. Notional counts, so on a swap at 3x a position of 0.5 x equity uses 1/6 of it
+      as margin. A session of several symbols shares one cash balance (a portfolio).
     - ``protections`` (:class:`memlab.trader.protections.ProtectionRules`): a stop-loss
       guard, a drawdown halt and a per-symbol cooldown; each blocks entries for a while.
     - ``sync_interval``: memory and book writes are fsynced together at the end of each
       bar (0) or of this many seconds of bars; either way they are written at once, so a
       killed process loses nothing (see :func:`memlab.memory.durable.group_commit`).
+    - ``fill_model`` (:class:`memlab.fills.FillModel`): the paper broker's bar-range spread,
+      order latency and maker fee, which :func:`~memlab.trader.reconcile_with_backtest`
+      gives the backtest too; off by default. Its volume cap is refused here (the
+      session's bars carry no volume).
     - ``feed``: :meth:`~memlab.connectors.ConnectionManager.add_data_feed` settings; in
       paper mode without one, the symbol's shipped sample (or a synthetic market) is replayed.
     """
@@ -84,6 +95,8 @@ class TraderConfig:
     exit_after: int | None = None
     size: float = 1.0
     leverage: float = 1.0
+    max_position: float | None = None
+    max_exposure: float | None = None
     protections: ProtectionRules = field(default_factory=ProtectionRules)
     feed: Mapping[str, Any] | None = None
     timeframe: str = "1m"
@@ -92,6 +105,7 @@ class TraderConfig:
     max_bars: int | None = None
     drawdown_alerts: tuple[float, ...] = (0.05, 0.10, 0.20)
     sync_interval: float = 0.0
+    fill_model: FillModel = NO_FILL_MODEL
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -114,9 +128,22 @@ class TraderConfig:
             raise InvalidInputError(f"leverage {self.leverage:g} is for perpetual swaps; {', '.join(self.symbols)} "
                                     f"{'is a spot market' if len(self.symbols) == 1 else 'are spot markets'} "
                                     f"(trade e.g. {spot_to_swap(self.symbols[0])})")
+        for name in ("max_position", "max_exposure"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value <= 100):
+                raise InvalidInputError(f"{name} is a fraction of equity in (0, 100] (0.25 = a quarter; above 1 "
+                                        f"only with leverage), got {value!r}")
         if not self.sync_interval >= 0:
             raise InvalidInputError(f"sync_interval is seconds >= 0, got {self.sync_interval}")
         CostModel(fees=self.fees, slippage=self.slippage)  # refuses either outside [0, 1), naming it
+        if not isinstance(self.fill_model, FillModel):
+            raise InvalidInputError(f"fill_model is a memlab.fills.FillModel, got {self.fill_model!r}")
+        if self.fill_model.volume_cap is not None:
+            raise InvalidInputError(f"volume_cap={self.fill_model.volume_cap:g} is not simulated in trading sessions (their "
+                                    "bars carry no volume yet); it is the paper broker's: PaperBroker(fill_model=...)")
+        if self.fill_model.active and self.mode != "paper":
+            raise InvalidInputError("fill_model simulates a venue's fills in paper mode; in live mode the venue fills")
         if not self.balance > 0:
             raise InvalidInputError(f"balance must be positive, got {self.balance}")
         if self.mode == "paper" and self.broker != "paper":

@@ -53,6 +53,7 @@ import contextlib
 import logging
 import signal as signals_module
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,19 @@ def strategy_params(config: TraderConfig, symbol: str, stores: MemoryStores) -> 
     return check_params(config.strategy, merged)
 
 
+async def _by_time(feed: ReplayFeed) -> AsyncIterator[tuple[str, list[tuple[str, Bar]]]]:
+    """A replay's bars grouped by market time: ("", [(symbol, bar), ...]) per time, in the
+    feed's symbol order (it yields one time's bars one after the other)."""
+    group: list[tuple[str, Bar]] = []
+    async for symbol, bar in feed:
+        if group and bar.time != group[0][1].time:
+            yield "", group
+            group = []
+        group.append((symbol, bar))
+    if group:
+        yield "", group
+
+
 class UnifiedMemGPTTrader:
     """A trading session: ``await UnifiedMemGPTTrader(TraderConfig.from_env()).run()``.
 
@@ -158,6 +172,7 @@ class UnifiedMemGPTTrader:
         self._tick = TickCommit()
         self.equity_log = EquityLog(self.config.memory_path, self.config.symbols)  # marked to market every bar
         self._equity_fills = -1  # fills when cash and holdings were last given to the equity log
+        self._recovered = False  # whether this process's first bar has rebuilt what a killed run left
         self._rehold = False  # funding moved a swap's margin: give the equity log cash again
 
     def __repr__(self) -> str:
@@ -195,7 +210,7 @@ class UnifiedMemGPTTrader:
             if c.broker == "paper":
                 await self.manager.add_broker_connection(
                     "paper", balances={c.quote_for(s): c.balance for s in c.symbols[:1]}, fees=c.fees,
-                    slippage=c.slippage, markets=list(c.symbols))
+                    slippage=c.slippage, markets=list(c.symbols), fill_model=c.fill_model)
             else:
                 await self.manager.add_broker_connection(c.broker)
         if FEED not in self.manager.feeds:
@@ -212,11 +227,11 @@ class UnifiedMemGPTTrader:
         await self._set_leverage()
         self.agent.repair_journal()
         self.guard = ProtectionGuard.open(c.protections, c.memory_path) if c.protections.active else None
-        if self.guard is not None and c.protections.max_drawdown is not None:
-            marked = await asyncio.to_thread(read_equity, c.memory_path, since=self.guard.peak_since)
-            if marked is not None and len(marked):
-                self.guard.restore_peak(marked["equity"].to_numpy())
+        if self.guard is not None:
+            self.guard.before_save = self.broker.flush
         await self._resume()
+        if self.guard is not None:
+            self._journal_missed_starts()
         self.manager.signal_handler = self.handle_alert  # webhook alerts come in here
         self.heartbeat = Heartbeat(c.memory_path, {"mode": c.mode, "symbols": list(c.symbols), "strategy": c.strategy,
                                                    "broker": c.broker, "agent_id": c.agent_id})
@@ -354,6 +369,30 @@ class UnifiedMemGPTTrader:
                                          bars_since=lambda t: book.signals.bars_since(t, now))
         self._announce(started, book.symbol, bar_time)
 
+    def _journal_missed_starts(self) -> None:
+        """Journal the protection starts the saved state holds but the journal does not (a
+        run killed between writing its state and its journal line)."""
+        assert self.guard is not None
+        said = [(e.fields["Protection"], e.time.timestamp()) for e in self.agent.stores.journal.tail(200)
+                if e.fields.get("Decision") == "PAUSE" and "Protection" in e.fields]
+        for name, bar_time, note in self.guard.unannounced(said):
+            self.agent.stores.journal.append({"Protection": name, "Decision": "PAUSE",
+                                              "Bars": self.config.protections.pause},
+                                             note=note, at=datetime.fromtimestamp(bar_time, UTC))
+
+    def _first_bar(self, bar: Bar) -> None:
+        """This process's first bar: store the bars a killed run marked but did not write in
+        the equity log, then take the drawdown peak from it (the peak is not saved per bar)."""
+        self._recovered = True
+        self.equity_log.recover(bar.time, self.manager.feed(FEED))
+        if self.guard is not None and self.config.protections.max_drawdown is not None:
+            marked = read_equity(self.config.memory_path, since=self.guard.peak_since)
+            if marked is not None and len(marked):
+                # Up to this bar: the log may hold later bars (a killed run wrote them, its
+                # book had not), which this run replays and the guard takes as they come.
+                upto = marked.index <= pd.Timestamp(bar.time, unit="s", tz="UTC")
+                self.guard.restore_peak(marked["equity"].to_numpy()[upto])
+
     def _announce(self, started: list[str], symbol: str | None, bar_time: float) -> None:
         for note in started:
             name = note.split(":", 1)[0]
@@ -398,8 +437,11 @@ class UnifiedMemGPTTrader:
             begin_group()
             try:
                 synced = time.monotonic()
-                async for symbol, bar in feed:
-                    if symbol in self.books:
+                grouped = isinstance(feed, ReplayFeed) and len(self.books) > 1
+                async for symbol, bar in (_by_time(feed) if grouped else feed):
+                    if grouped:
+                        await self.on_bars([(s, b) for s, b in bar if s in self.books])
+                    elif symbol in self.books:
                         await self.on_bar(symbol, bar)
                     if self._stop.is_set() or (limit is not None and self.counts["bars"] >= limit):
                         break
@@ -423,11 +465,30 @@ class UnifiedMemGPTTrader:
 
     async def on_bar(self, symbol: str, bar: Bar) -> None:
         """Process one closed bar: fills, then the strategy's signal."""
+        staged = await self._bar_fills(symbol, bar)
+        if staged is not None:
+            await self._bar_signal(symbol, bar, staged)
+
+    async def on_bars(self, bars: list[tuple[str, Bar]]) -> None:
+        """One market time's bars of several symbols (a replayed portfolio): every symbol's
+        fills at its open and inside it first, then every signal at its close, in the
+        session's symbol order. So an entry is sized on the cash after all of that bar's
+        fills, less what the entries sent before it at that close hold, as a backtest on
+        shared cash sees it (:func:`memlab.backtest.portfolio`)."""
+        staged = [(symbol, bar, await self._bar_fills(symbol, bar)) for symbol, bar in bars]
+        for symbol, bar, state in staged:
+            if state is not None:
+                await self._bar_signal(symbol, bar, state)
+
+    async def _bar_fills(self, symbol: str, bar: Bar) -> tuple[float, bool, list[tuple[int, float, float]]] | None:
+        """A bar's first half: its fills and what they close; None for a bar an earlier run processed."""
         received = time.perf_counter()
         book = self.books[symbol]
         if book.resume_at is not None and bar.time < book.resume_at:
-            return  # processed by an earlier run
+            return None  # processed by an earlier run
         replaying_last = book.resume_at is not None and bar.time == book.resume_at
+        if not self._recovered:
+            self._first_bar(bar)
         self.counts["bars"] += 1
         broker = self.broker
         closed: list[tuple[int, float, float]] = []
@@ -448,6 +509,12 @@ class UnifiedMemGPTTrader:
         if self.guard is not None and self._holding:
             # Equity at this close, before this bar's signal: a halt it starts blocks that signal too.
             self._announce(self.guard.record_equity(self.equity(), bar.time), None, bar.time)
+        return received, replaying_last, closed
+
+    async def _bar_signal(self, symbol: str, bar: Bar, staged: tuple[float, bool, list[tuple[int, float, float]]]) -> None:
+        """A bar's second half: the strategy's signal at its close, the order, the outcomes, the mark."""
+        received, replaying_last, closed = staged
+        book = self.books[symbol]
         entry, exit_, row = book.signals.at(bar)
         after = self.config.exit_after
         action: str | None
@@ -467,10 +534,10 @@ class UnifiedMemGPTTrader:
                 # the entry's fill bar, so the order goes out at the close of the bar before it.
                 exit_ = book.signals.bars_since(book.entry_bar, row) + 1 >= after
             action = "SELL" if exit_ and book.held > 1e-12 else "BUY" if entry and book.held <= 1e-12 else None
-        if action == "BUY" and not book.swap and any(side == "buy" for side in book.pending.values()):
-            # An entry is already on its way, unless it is this very bar's, placed by a run
+        if action in ("BUY", "SELL") and not book.swap and any(side == action.lower() for side in book.pending.values()):
+            # An entry (an exit: latency) is already on its way, unless it is this very bar's, placed by a run
             # that stopped before logging it: then going through again logs it (same order).
-            mine = replaying_last and bar_client_id(self.config.agent_id, symbol, bar.time, "buy") in book.pending
+            mine = replaying_last and bar_client_id(self.config.agent_id, symbol, bar.time, action.lower()) in book.pending
             if not mine:
                 action = None
         if action is not None:
@@ -482,6 +549,31 @@ class UnifiedMemGPTTrader:
         for decision_id, pnl, cost in closed:
             await self._record_outcome(decision_id, pnl, cost, bar.time)
         self._mark(bar)
+
+    async def _room(self, book: _Book) -> tuple[float, str]:
+        """The notional an entry of ``book`` may add under the exposure limits, and when it
+        is none, which limit says so. Positions at their last close; spot entries on their
+        way at the cash they hold (the broker's total less free)."""
+        c = self.config
+        equity = self.equity()
+        if not equity > 0:
+            return 0.0, "exposure limit: no equity"
+        room, why = float("inf"), ""
+        if c.max_position is not None:
+            own = 0.0 if book.swap else abs(book.held) * book.last_close  # a reversal closes the one held first
+            room = c.max_position * equity - own
+            why = f"max_position: {book.symbol} holds {own / equity:.0%} of equity (limit {c.max_position:.0%})"
+        if c.max_exposure is not None:
+            held = sum(abs(b.held) * b.last_close for b in self.books.values()
+                       if b.held and np.isfinite(b.last_close) and not (b is book and b.swap))
+            balance = await self.broker.fetch_balance()
+            on_way = sum(float((balance.get("total") or {}).get(q) or 0.0) - float((balance.get("free") or {}).get(q) or 0.0)
+                         for q in {b.quote for b in self.books.values() if not b.swap})
+            exposure = held + max(on_way, 0.0)
+            if c.max_exposure * equity - exposure < room:
+                room = c.max_exposure * equity - exposure
+                why = f"max_exposure: positions hold {exposure / equity:.0%} of equity (limit {c.max_exposure:.0%})"
+        return room, why
 
     def _swap_action(self, book: _Book, entry: bool, exit_: bool, row: int) -> str | None:
         """What a swap book does at ``row``: ``BUY`` / ``SHORT`` (open, or reverse the other
@@ -520,15 +612,24 @@ class UnifiedMemGPTTrader:
         client_id = client_id or bar_client_id(c.agent_id, book.symbol, bar.time, action.lower())
         if book.swap and action in ENTRY_SIDES:
             await self._refresh_cash(book)  # sized on the margin as it is now (funding moves it)
-        holdings = Holdings(held=book.held, free=self._cash.get(book.quote, 0.0),
-                            equity=self.equity() if c.sizing == "agent" else 0.0, entry=book.entry_price)
+        free = self._cash.get(book.quote, 0.0)
+        if action in ENTRY_SIDES and not book.swap and len(self.books) > 1:
+            # Shared cash: what the other symbols' buys sent at this close hold is not free.
+            free = float((await self.broker.fetch_balance()).get("free", {}).get(book.quote) or 0.0)
+        limited = action in ENTRY_SIDES and (c.max_position is not None or c.max_exposure is not None)
+        room, room_why = await self._room(book) if limited else (float("inf"), "")
+        holdings = Holdings(held=book.held, free=free,
+                            equity=self.equity() if c.sizing == "agent" else 0.0, entry=book.entry_price,
+                            room=room, room_why=room_why)
         blocked = self._blocked(book, bar) if action in ENTRY_SIDES else ""
         outcome = await self.pipeline.decide(signal, holdings, client_id=client_id, qty=qty, replaying=replaying_last,
                                              blocked=blocked)
         if outcome.order is None:
             self.counts["skipped"] += 1
             # A protection's reason says how long it has waited; the report counts by protection.
-            self.skip_reasons[f"blocked by the {blocked.split(':')[0]}" if blocked else outcome.why] += 1
+            why = outcome.why.split(":")[0] if outcome.why.startswith(("max_position:", "max_exposure:")) \
+                else outcome.why  # counted by limit; the journal has the figures
+            self.skip_reasons[f"blocked by the {blocked.split(':')[0]}" if blocked else why] += 1
             return outcome
         order = outcome.order
         self.latencies.append(outcome.placed_at - received)
@@ -753,8 +854,6 @@ class UnifiedMemGPTTrader:
         self._last_bar = bar
         if self._equity_fills != self.counts["fills"] or self._rehold:  # cash and holdings move with fills (and funding)
             self._rehold = False
-            if self._equity_fills < 0:  # this process's first bar: store bars a killed run marked, not wrote
-                self.equity_log.recover(bar.time, self.manager.feed(FEED))
             self._equity_fills = self.counts["fills"]
             # cash + held x close is the equity: a swap's margin total less held x entry makes it so.
             swap_entry = sum(b.held * b.entry_price for b in self.books.values() if b.swap)

@@ -113,6 +113,8 @@ class Holdings:
     free: float = 0.0  # cash; on a swap the settle currency's total, the position's margin included
     equity: float = 0.0
     entry: float = 0.0  # a swap position's entry price (to size a reversal)
+    room: float = float("inf")  # the most notional an entry may add (exposure limits); <= 0: none
+    room_why: str = ""  # which limit leaves no room, for the journal
 
 
 @dataclass
@@ -189,8 +191,9 @@ class DecisionPipeline:
                     why = why or why_not
                     cost = opening
                 else:
-                    cost = 0.0 if why else self.rule.cost(analysis["position_size"], free=holdings.free,
-                                                          equity=holdings.equity, risk_per_trade=risk)
+                    why = why or (holdings.room_why if holdings.room <= 0 else "")
+                    cost = 0.0 if why else min(holdings.room, self.rule.cost(
+                        analysis["position_size"], free=holdings.free, equity=holdings.equity, risk_per_trade=risk))
                 if not why and cost <= 0:
                     why = "no cash left to size it with"
                 if why and reversing:
@@ -266,8 +269,11 @@ class DecisionPipeline:
         free = holdings.free
         if holdings.held * sign < -1e-12:  # reversing: the close releases margin and P&L, less its fee
             free += holdings.held * (fill - holdings.entry) - abs(holdings.held) * fill * fee
+        if holdings.room <= 0:
+            return 0.0, holdings.room_why
         spend = rule.cost(analysis["position_size"], free=free, equity=holdings.equity, risk_per_trade=risk,
                           leverage=rule.leverage)
+        spend = min(spend, holdings.room / rule.leverage)  # the limits count the notional; the spend is margin
         if not self.broker.has.get("simulatedFills"):
             spend *= 1 - LIVE_PRICE_BUFFER  # a venue fills at its own price: leave room
         if spend <= 0:

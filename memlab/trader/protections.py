@@ -17,8 +17,11 @@ starts is one journal line (``Protection: ...``) and a ``protection`` event on t
 session's bus, which the alert targets and the monitor show.
 
 State survives restarts: it is kept in ``protections.json`` in the memory folder, written
-atomically at the end of the bar that changed it, and a restarted session replays the
-exits the book filled after the state's last bar, so ``kill -9`` loses no stop-loss.
+atomically as it changes (after the book is written up to that bar, before the journal
+line that says so; fsynced with the bar's group commit), and a restarted session replays the exits the book filled after the
+state's last exit and writes a start's journal line the killed run did not reach
+(:meth:`ProtectionGuard.unannounced`), so ``kill -9`` loses no protection. The drawdown
+peak is not saved on every bar: a restart takes it again from the equity log.
 
 >>> rules = ProtectionRules(max_stop_losses=2, stop_loss_window=10, pause=5, cooldown=3)
 >>> guard = ProtectionGuard(rules)
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memlab.errors import InvalidInputError
-from memlab.memory.durable import at_group_end, atomic_write_bytes
+from memlab.memory.durable import at_group_end, atomic_write_bytes, in_group_commit
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,11 @@ class ProtectionGuard:
     peak: float = math.nan
     peak_since: float = -math.inf  # the bar time the peak was last measured afresh from
     as_of: dict[str, float] = field(default_factory=dict)  # symbol -> bar time of its last exit in this state
+    last_start: dict[str, tuple[float, str]] = field(default_factory=dict)  # name -> (bar time, journal note)
+    #: Called before each save: the trader makes its book durable up to this bar first, so
+    #: a restart never resumes from a bar before the state's (a paper book writes the marks
+    #: of bars that fill nothing in batches).
+    before_save: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(cls, rules: ProtectionRules, memory_path: str | Path) -> ProtectionGuard:
@@ -115,7 +123,16 @@ class ProtectionGuard:
         guard.peak = math.nan if data.get("peak") is None else float(data["peak"])
         guard.peak_since = -math.inf if data.get("peak_since") is None else float(data["peak_since"])
         guard.as_of = {str(k): float(v) for k, v in data.get("as_of", {}).items()}
+        guard.last_start = {str(k): (float(v[0]), str(v[1])) for k, v in data.get("last_start", {}).items()}
         return guard
+
+    def unannounced(self, announced: Iterable[tuple[str, float]]) -> list[tuple[str, float, str]]:
+        """The starts this state holds whose journal line is not among ``announced``
+        ((name, bar time) pairs from the journal): a run killed between the two writes.
+        Returns (name, bar time, note) for each, to be journalled now."""
+        said = {(name, int(t)) for name, t in announced}  # the journal keeps whole seconds
+        return [(name, t, note) for name, (t, note) in sorted(self.last_start.items(), key=lambda kv: kv[1][0])
+                if (name, int(t)) not in said]
 
     def restore_peak(self, equity: Iterable[float]) -> None:
         """Take the equity marked since the peak was last measured afresh (``peak_since``,
@@ -143,6 +160,7 @@ class ProtectionGuard:
                 self.reasons["stop-loss guard"] = reason
                 self.stops.clear()
                 started.append(f"{reason}: no entries for {self.rules.pause} bars")
+                self.last_start["stop-loss guard"] = (bar_time, started[-1])
         self._changed()
         return started
 
@@ -161,8 +179,10 @@ class ProtectionGuard:
         self.paused_at["drawdown halt"] = bar_time
         self.reasons["drawdown halt"] = reason
         self.peak, self.peak_since = equity, bar_time  # measured afresh after the pause, not against the old peak
+        note = f"{reason}: no entries for {self.rules.pause} bars"
+        self.last_start["drawdown halt"] = (bar_time, note)
         self._changed()
-        return [f"{reason}: no entries for {self.rules.pause} bars"]
+        return [note]
 
     # -- what it allows --------------------------------------------------------------------
     def blocks(self, symbol: str, bar_time: float, bars_since: BarsSince) -> str | None:
@@ -184,17 +204,27 @@ class ProtectionGuard:
 
     # -- keeping it --------------------------------------------------------------------------
     def _changed(self) -> None:
-        if self.path is not None and not at_group_end(("protections", id(self)), self.save):
-            self.save()
+        """Write the state now, before the caller journals what changed. Inside a group
+        commit the write skips its fsync (a killed process keeps it) and the group's end
+        writes it once more, fsynced."""
+        if self.path is None:
+            return
+        if self.before_save is not None:
+            self.before_save()
+        grouped = in_group_commit()
+        self.save(sync=not grouped)
+        if grouped:
+            at_group_end(("protections", id(self)), self.save)
 
-    def save(self) -> None:
-        """Write the state atomically (the end of the bar's group commit does this)."""
+    def save(self, *, sync: bool = True) -> None:
+        """Write the state atomically (``sync``: and durably, through a power cut)."""
         if self.path is None:
             return
         data = {"stops": self.stops, "last_exit": self.last_exit, "paused_at": self.paused_at,
                 "reasons": self.reasons, "peak": None if math.isnan(self.peak) else self.peak,
-                "peak_since": None if math.isinf(self.peak_since) else self.peak_since, "as_of": self.as_of}
-        atomic_write_bytes(self.path, json.dumps(data, indent=1).encode())
+                "peak_since": None if math.isinf(self.peak_since) else self.peak_since, "as_of": self.as_of,
+                "last_start": self.last_start}
+        atomic_write_bytes(self.path, json.dumps(data, indent=1).encode(), sync=sync)
 
     def active(self) -> dict[str, str]:
         """The pauses running now: name -> reason (for reports and the monitor)."""

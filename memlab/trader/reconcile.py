@@ -20,6 +20,15 @@ backtest: it is reconciled with :func:`memlab.backtest.perp.simulate_perp` (isol
 margin, liquidation, the funding rates and leverage tiers in the session's book), which
 sizes at the signal close as the session does, so they agree on gapped bars too. That
 backtest has no stops: a leveraged or funded session with stops is refused, naming why.
+
+A session's ``fill_model`` (:class:`memlab.fills.FillModel`) goes to the backtest too:
+the bar-range spread is the same per-bar slippage (from the bar before each fill), the
+latency delays the backtest's orders by as many bars and resolves a signal against the
+position the session held when it sent it (an exit for an entry still on its way, or an
+entry while an exit is, is not sent), and a take-profit pays the maker fee in both. A
+spot session with all of it reconciles to 1e-9. Refused, naming why: a volume cap (the
+backtest fills orders whole), and a spread or latency on a perpetual swap (the session
+sizes a swap entry at the signal close with the fixed slippage, so the two would differ).
 """
 
 from __future__ import annotations
@@ -42,13 +51,22 @@ def reconcile_with_backtest(config: TraderConfig) -> dict[str, Any]:
     from memlab.memory import MemoryStores
     from memlab.strategies import compute_signals
 
+    if config.mode == "paper" and config.sizing == "full" and len(config.symbols) > 1:
+        return _reconcile_portfolio(config)
     if config.mode != "paper" or config.sizing != "full" or len(config.symbols) != 1:
-        raise InvalidInputError("reconciling needs a one-symbol paper session with sizing='full'")
+        raise InvalidInputError("reconciling needs a paper session with sizing='full'")
     settings = config.feed_settings()
     if settings.get("source", "replay") != "replay":
         raise InvalidInputError("reconciling needs a replayed session (stored bars)")
     symbol = config.symbols[0]
     swap = is_swap_symbol(symbol)
+    fill_model = config.fill_model
+    if fill_model.volume_cap is not None:
+        raise InvalidInputError(f"reconciling a session with volume_cap={fill_model.volume_cap:g} is not done: the "
+                                "backtest fills each order whole")
+    if swap and (fill_model.range_spread or fill_model.latency):
+        raise InvalidInputError("reconciling a perpetual-swap session with a range spread or latency is not done: "
+                                "the session sizes swap entries at the signal close with the fixed slippage")
     bars = replay_frames("reconcile", [symbol], settings)[symbol]
     warmup = int(settings.get("warmup", 0))
     with MemoryStores(config.memory_path) as stores:
@@ -68,10 +86,13 @@ def reconcile_with_backtest(config: TraderConfig) -> dict[str, Any]:
     finally:
         broker.close()
     if swap and (funded or config.leverage != 1):
+        if fill_model.active:
+            raise InvalidInputError("reconciling a leveraged or funded session with a fill model is not done: "
+                                    "memlab.backtest.perp simulates none")
         return _reconcile_perp(config, bars.iloc[warmup:], signals, params, paper, fills, perp_book)
     pf = backtest.simulate(bars.iloc[warmup:], signals, fees=config.fees, slippage=config.slippage,
                            init_cash=config.balance, direction="both" if swap else "longonly",
-                           **config.exits.backtest_kwargs())
+                           fill_model=fill_model, **config.exits.backtest_kwargs())
     bt = float(pf.total_return())
     trades = backtest.engine.trades_frame(pf)
     return {"symbol": symbol, "direction": "both" if swap else "longonly", "params": params, "bars": len(bars) - warmup, "paper_return": paper,
@@ -95,3 +116,45 @@ def _reconcile_perp(config: TraderConfig, bars: pd.DataFrame, signals: pd.DataFr
             "bars": len(bars), "paper_return": paper, "backtest_return": bt, "difference": paper - bt,
             "paper_fills": fills, "backtest_fills": len(result.fills), "backtest_funding": result.funding,
             "backtest_liquidations": result.liquidations}
+
+
+def _reconcile_portfolio(config: TraderConfig) -> dict[str, Any]:
+    """A session of several spot symbols on shared cash against
+    :func:`memlab.backtest.portfolio.run_portfolio` on the same bars and rules."""
+    from memlab.backtest.portfolio import run_portfolio
+    from memlab.memory import MemoryStores
+
+    if any(is_swap_symbol(s) for s in config.symbols):
+        raise InvalidInputError(f"reconciling a portfolio needs spot symbols; {', '.join(config.symbols)} include "
+                                "a perpetual swap (reconcile each swap in a session of its own)")
+    for name in ("max_position", "max_exposure"):
+        if getattr(config, name) is not None:
+            raise InvalidInputError(f"{name} has no backtest twin: reconcile a session without exposure limits")
+    if config.protections.active:
+        raise InvalidInputError("protections have no backtest twin: reconcile a session without them")
+    fill_model = getattr(config, "fill_model", None)
+    if fill_model is not None and fill_model != type(fill_model)():
+        raise InvalidInputError("a portfolio backtest takes fixed fees and slippage only: reconcile a session "
+                                "without a fill model")
+    settings = config.feed_settings()
+    if settings.get("source", "replay") != "replay":
+        raise InvalidInputError("reconciling needs a replayed session (stored bars)")
+    bars = replay_frames("reconcile", list(config.symbols), settings)
+    warmup = int(settings.get("warmup", 0))
+    with MemoryStores(config.memory_path) as stores:
+        params = {s: strategy_params(config, s, stores) for s in config.symbols}
+    quote = config.quote_for(config.symbols[0])
+    broker = PaperBroker(config.memory_path)
+    try:
+        paper = broker.equity(quote) / config.balance - 1
+        fills = sum(len(broker.fills(s)) for s in config.symbols)
+    finally:
+        broker.close()
+    result = run_portfolio(bars, config.strategy, params, fees=config.fees,
+                           slippage=config.slippage, init_cash=config.balance, warmup=warmup,
+                           **config.exits.backtest_kwargs())
+    backtest_return = float(result.stats["total_return"])
+    return {"symbols": list(config.symbols), "direction": "longonly", "params": params,
+            "bars": len(result.equity), "paper_return": paper, "backtest_return": backtest_return,
+            "difference": paper - backtest_return, "paper_fills": fills, "backtest_trades": len(result.trades),
+            "period": result.period}

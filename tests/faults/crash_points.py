@@ -7,6 +7,8 @@ The crash windows the issue observed, made exact instead of timed::
     python -m tests.faults.crash_points router before-order -- MEMORY PORT SECRET
 
     python -m tests.faults.crash_points exit N -- <memlab paper arguments>
+    python -m tests.faults.crash_points halt N -- <memlab paper arguments>
+    python -m tests.faults.crash_points halt-said N -- <memlab paper arguments>
 
 ``trader`` runs what ``memlab paper --webhook-port`` runs (the same CLI parsing and
 session); ``router`` an :class:`~memlab.webhooks.AlertRouter` on a paper broker.
@@ -14,8 +16,11 @@ session); ``router`` an :class:`~memlab.webhooks.AlertRouter` on a paper broker.
 to be placed. ``after-order``: the order is placed, then the process dies as the
 decision is about to be logged. Nothing else is changed; a plain restart follows.
 ``exit N``: a ``memlab paper`` session with protections dies as the protections take its
-N-th position exit: the book holds the fill, the protections' state of that bar is not
-yet written (it is, with the book's fsync, when the bar ends).
+N-th position exit: the book holds the fill and the protections' state has it, its
+journal line (if the exit started a pause) is not written yet.
+``halt N``: the same as the N-th drawdown halt starts: its state is written, its journal
+line not. ``halt-said N``: just after that journal line, before the bar's group commit
+ends (where an earlier version saved the state).
 """
 
 from __future__ import annotations
@@ -122,11 +127,41 @@ async def exit_crash(nth: int, argv: list[str]) -> None:
     await UnifiedMemGPTTrader(config).run()
 
 
+async def halt_crash(nth: int, said: bool, argv: list[str]) -> None:
+    from memlab.cli import build_parser
+    from memlab.trader import UnifiedMemGPTTrader
+    from memlab.trader.cli import config_from_args
+    from memlab.trader.protections import ProtectionGuard
+
+    config = config_from_args(build_parser().parse_args(["paper", *argv]))
+    record_equity, announce, halts = ProtectionGuard.record_equity, UnifiedMemGPTTrader._announce, []
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = record_equity(self, *args, **kwargs)
+        halts.extend(out)
+        if len(halts) == nth and out and not said:
+            die()
+        return out
+
+    def announcing(self: Any, started: list[str], *args: Any) -> None:
+        announce(self, started, *args)
+        if len(halts) == nth and any(note.startswith("drawdown halt") for note in started):
+            die()
+
+    ProtectionGuard.record_equity = recording  # type: ignore[method-assign]
+    UnifiedMemGPTTrader._announce = announcing  # type: ignore[method-assign]
+    await UnifiedMemGPTTrader(config).run()
+
+
 def main(argv: list[str]) -> None:
     kind, point, sep, *rest = argv
     if kind == "exit":
         assert sep == "--", argv
         asyncio.run(exit_crash(int(point), rest))
+        return
+    if kind in ("halt", "halt-said"):
+        assert sep == "--", argv
+        asyncio.run(halt_crash(int(point), kind == "halt-said", rest))
         return
     assert sep == "--" and point in ("before-order", "after-order"), argv
     if kind == "trader":
