@@ -113,8 +113,8 @@ def test_bad_exposure_limits_are_refused_in_one_line(tmp_path: Path) -> None:
 
 def test_kill_9_mid_portfolio_session_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     import signal
-    import sqlite3
-    import time
+
+    from tests.support.paper_session import wait_for_fills
 
     def paper(root: Path, *extra: str) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "memlab.cli", "paper", "--symbol", ",".join(SYMBOLS), "--strategy", "sma_cross",
@@ -122,26 +122,12 @@ def test_kill_9_mid_portfolio_session_ends_as_an_uninterrupted_run(tmp_path: Pat
                 "--sizing", "full", "--size", "0.5", "--stop-loss", "0.004", "--memory-path", str(root), *extra]
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
-    def filled(root: Path) -> int:
-        try:
-            db = sqlite3.connect(f"file:{root / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=5)
-            try:
-                return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return 0
-
     whole = paper(tmp_path / "whole")
     assert whole.wait(300) == 0, whole.communicate()[1][-2000:]
     root = tmp_path / "killed"
     for at in (9, 40):  # fills in the book when the process is killed
         proc = paper(root, "--speed", "4000")
-        deadline = time.monotonic() + 300
-        while filled(root) < at:
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, f"the session never reached {at} fills"
-            time.sleep(0.01)
+        wait_for_fills(proc, root, at, timeout=300)  # type: ignore[arg-type]
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
     last = paper(root)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +19,7 @@ from memlab.errors import InvalidInputError
 from memlab.memory import MemoryStores
 from memlab.trader import TraderConfig, UnifiedMemGPTTrader
 from memlab.trader.protections import ProtectionRules
+from tests.support.paper_session import fill_count, wait_for_fills
 
 ROOT = Path(__file__).resolve().parents[1]
 BARS = synthetic_ohlcv(1500, freq="1min", seed=3)
@@ -119,17 +118,6 @@ def paper(root: Path, *extra: str, crash_at: tuple[str, int] | None = None) -> s
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 
-def filled(root: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{root / 'paper_broker.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(db.execute("SELECT count(*) FROM fills").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0  # not created yet
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("protections") / "whole"
@@ -152,11 +140,7 @@ def test_kill_9_at_random_moments_loses_no_protection(tmp_path: Path, uninterrup
     root = tmp_path / "killed"
     for at in (9, 23, 37):  # fills in the book when the process is killed
         proc = paper(root, "--speed", "6000")
-        deadline = time.monotonic() + 120
-        while filled(root) < at:
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, f"the session never reached {at} fills"
-            time.sleep(0.01)
+        wait_for_fills(proc, root, at)  # type: ignore[arg-type]
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(30) == -signal.SIGKILL
     last = paper(root)
@@ -174,7 +158,7 @@ def test_kill_9_as_an_exit_starts_the_stop_loss_guard_loses_nothing(tmp_path: Pa
     root = tmp_path / "killed"
     proc = paper(root, crash_at=("exit", nth))
     assert proc.wait(120) == -signal.SIGKILL, proc.communicate()[1][-2000:]
-    assert filled(root) > 0 and not [f for _, f, _ in journal(root) if f.get("Protection") == "stop-loss guard"]
+    assert fill_count(root) > 0 and not [f for _, f, _ in journal(root) if f.get("Protection") == "stop-loss guard"]
     last = paper(root)
     assert last.wait(120) == 0, last.communicate()[1][-2000:]
     same_session(root, uninterrupted)
