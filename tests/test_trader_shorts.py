@@ -329,3 +329,14 @@ def test_a_stop_that_filled_while_the_trader_was_down_becomes_its_short_decision
                                rtol=1e-12)
     assert b.loc[b["closed_at"] == pd.Timestamp(stopped_at, unit="s", tz="UTC"), "pnl"].tolist() == [fill["pnl"]]
     assert abs(reconcile_with_backtest(config)["difference"]) < 1e-9
+
+
+def test_an_entry_the_venue_refuses_for_its_minimum_is_skipped_not_the_session(tmp_path: Path) -> None:
+    # 3 USDT of cash cannot open the 5 USDT minimum notional of BTC/USDT:USDT: each entry is
+    # a skip naming the broker's reason, and the session runs to its end.
+    report = run(swap_config(tmp_path, continuous(400, 2), balance=3.0))
+    assert report["state"] == "finished" and report["orders"] == 0
+    assert report["skip_reasons"].get("the broker refused it", 0) > 0
+    with MemoryStores(tmp_path) as stores:
+        notes = [" ".join(e.notes) for e in stores.journal.tail(1000) if e.fields.get("Decision") == "SKIP"]
+    assert any("below the minimum cost 5 USDT" in n for n in notes)

@@ -846,13 +846,16 @@ class PaperBroker:
             self._forget(symbol)
             return self.fetch_order(int(cur.lastrowid))  # type: ignore[arg-type]
 
-    def _check_minimums(self, spec: MarketSpec, amount: float | None, cost: float | None, price: float | None) -> None:
-        """Refuse an order below the market's minimum amount or notional, naming it."""
+    def _check_minimums(self, spec: MarketSpec, amount: float | None, cost: float | None, price: float | None,
+                        *, reduce_only: bool = False) -> None:
+        """Refuse an order below the market's minimum amount or notional, naming it. A
+        reduce-only order is held to the minimum amount only (as Binance and Bybit
+        futures do: a position worth less than the minimum notional can still be closed)."""
         unit = "contracts" if spec.swap else spec.base
         if spec.min_amount is not None and amount is not None and float(amount) < float(spec.min_amount) - 1e-12:
             raise ccxt.InvalidOrder(f"paper broker: {spec.symbol} order of {amount:g} {unit} is below the minimum "
                                     f"amount {spec.min_amount:g} {unit}")
-        if spec.min_cost is not None:
+        if spec.min_cost is not None and not reduce_only:
             ref = price or self.last_price(spec.symbol)
             notional = float(cost) if cost is not None else (float(amount) * spec.contract_size * ref  # type: ignore[arg-type]
                                                              if ref else None)
@@ -864,7 +867,7 @@ class PaperBroker:
                           reduce_only: bool, *, has_children: bool) -> None:
         """A swap order's refusals: minimums, reduce-only that would open/add/flip, the
         risk limit of the leverage, and the margin it needs."""
-        self._check_minimums(spec, amount, None, price if type_ == "limit" else None)
+        self._check_minimums(spec, amount, None, price if type_ == "limit" else None, reduce_only=reduce_only)
         pos = self._position(spec.symbol)
         sign = 1 if side == "buy" else -1
         if reduce_only:

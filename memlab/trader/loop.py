@@ -627,7 +627,8 @@ class UnifiedMemGPTTrader:
         if outcome.order is None:
             self.counts["skipped"] += 1
             # A protection's reason says how long it has waited; the report counts by protection.
-            why = outcome.why.split(":")[0] if outcome.why.startswith(("max_position:", "max_exposure:")) \
+            why = outcome.why.split(":")[0] if outcome.why.startswith(("max_position:", "max_exposure:",
+                                                                        "the broker refused it:")) \
                 else outcome.why  # counted by limit; the journal has the figures
             self.skip_reasons[f"blocked by the {blocked.split(':')[0]}" if blocked else why] += 1
             return outcome

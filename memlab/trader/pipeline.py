@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import ccxt
 import pandas as pd
 
 from memlab.connectors.protocol import Broker, Order
@@ -226,7 +227,13 @@ class DecisionPipeline:
             side = ENTRY_SIDES[action]
         else:
             return await self._exit(signal, scored, analysis, action, holdings, client_id, qty, replaying)
-        order = await self.broker.create_order(self.broker.market_symbol(symbol), "market", side, amount, None, params)
+        try:
+            order = await self.broker.create_order(self.broker.market_symbol(symbol), "market", side, amount, None,
+                                                   params)
+        except ccxt.InvalidOrder as exc:  # below the market's minimum notional, say: not this entry, not the session
+            why = f"the broker refused it: {str(exc).removeprefix('paper broker: ')}"
+            self._journal_skip(signal, analysis, why, replaying)
+            return Outcome("skipped", analysis, client_id, why=why)
         outcome = Outcome("placed", analysis, client_id, order=order, stops=stops, placed_at=time.perf_counter())
         self._remember(scored, outcome, replaying, entry=True)
         return outcome
