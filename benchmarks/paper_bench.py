@@ -104,7 +104,7 @@ def main() -> None:
     # paper broker's shipped sample (data/funding/), on the same bars.
     try:
         r = session(bars, "sma_cross", {"fast": 10, "slow": 30}, 0.0, symbols=("BTC/USDT:USDT",), leverage=3.0)
-    except Exception as exc:  # a known defect on long runs (a dust position's exit), printed, not hidden
+    except Exception as exc:  # a session that fails is printed, not hidden
         print(f"memlab {'sma_cross(10, 30) BTC/USDT:USDT 3x':<34} FAILED: {type(exc).__name__}: {exc}")
         r = None
     rate = r["bars"] / r["wall"] if r else 0.0

@@ -774,6 +774,8 @@ class UnifiedMemGPTTrader:
         amount, price, prev = float(fill["amount"]), float(fill["price"]), book.held
         closing = min(amount, abs(prev)) if prev * sign < 0 else 0.0
         opening = round(amount - closing, 12)
+        if opening <= 1e-9:  # float dust of what closed (a liquidation's amount, say), not a new position
+            opening = 0.0
         out: list[tuple[int, float, float]] = []
         if closing > 0:
             cost = book.entry_cost * closing / abs(prev)  # the notional it was opened at
@@ -787,7 +789,7 @@ class UnifiedMemGPTTrader:
                 book.open_decision = None
             if self.guard is not None and not book.held:
                 await self._protect_exit(book, fill, bar.time)
-        if opening > 1e-12:
+        if opening > 0:
             if not book.held:
                 book.entry_bar = bar.time
             size = round(abs(book.held) + opening, 12)  # as the broker keeps contracts: no float dust
