@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.backtest.engine import portfolio_stats, simulate, trades_frame
+from memlab.backtest.engine import periods_per_year, portfolio_stats, simulate, trades_frame
 from memlab.costs import DEFAULT_COSTS
 from memlab.errors import InvalidInputError
 
@@ -135,8 +135,6 @@ def run_portfolio(
                   stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop, exit_after=exit_after,
                   cash_sharing=True)
     equity = pf.value()
-    from memlab.backtest.engine import periods_per_year
-
     stats = portfolio_stats(pf, periods_per_year(traded.index))
     trades = trades_frame(pf)
     if len(trades):

@@ -53,7 +53,7 @@ import contextlib
 import logging
 import signal as signals_module
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -550,7 +550,7 @@ class UnifiedMemGPTTrader:
             await self._record_outcome(decision_id, pnl, cost, bar.time)
         self._mark(bar)
 
-    async def _room(self, book: _Book) -> tuple[float, str]:
+    def _room(self, book: _Book, balance: Mapping[str, Any]) -> tuple[float, str]:
         """The notional an entry of ``book`` may add under the exposure limits, and when it
         is none, which limit says so. Positions at their last close; spot entries on their
         way at the cash they hold (the broker's total less free)."""
@@ -566,7 +566,6 @@ class UnifiedMemGPTTrader:
         if c.max_exposure is not None:
             held = sum(abs(b.held) * b.last_close for b in self.books.values()
                        if b.held and np.isfinite(b.last_close) and not (b is book and b.swap))
-            balance = await self.broker.fetch_balance()
             on_way = sum(float((balance.get("total") or {}).get(q) or 0.0) - float((balance.get("free") or {}).get(q) or 0.0)
                          for q in {b.quote for b in self.books.values() if not b.swap})
             exposure = held + max(on_way, 0.0)
@@ -613,11 +612,12 @@ class UnifiedMemGPTTrader:
         if book.swap and action in ENTRY_SIDES:
             await self._refresh_cash(book)  # sized on the margin as it is now (funding moves it)
         free = self._cash.get(book.quote, 0.0)
-        if action in ENTRY_SIDES and not book.swap and len(self.books) > 1:
-            # Shared cash: what the other symbols' buys sent at this close hold is not free.
-            free = float((await self.broker.fetch_balance()).get("free", {}).get(book.quote) or 0.0)
+        shared = action in ENTRY_SIDES and not book.swap and len(self.books) > 1
         limited = action in ENTRY_SIDES and (c.max_position is not None or c.max_exposure is not None)
-        room, room_why = await self._room(book) if limited else (float("inf"), "")
+        balance = await self.broker.fetch_balance() if shared or limited else {}
+        if shared:  # shared cash: what the other symbols' buys sent at this close hold is not free
+            free = float((balance.get("free") or {}).get(book.quote) or 0.0)
+        room, room_why = self._room(book, balance) if limited else (float("inf"), "")
         holdings = Holdings(held=book.held, free=free,
                             equity=self.equity() if c.sizing == "agent" else 0.0, entry=book.entry_price,
                             room=room, room_why=room_why)

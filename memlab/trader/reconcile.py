@@ -132,8 +132,7 @@ def _reconcile_portfolio(config: TraderConfig) -> dict[str, Any]:
             raise InvalidInputError(f"{name} has no backtest twin: reconcile a session without exposure limits")
     if config.protections.active:
         raise InvalidInputError("protections have no backtest twin: reconcile a session without them")
-    fill_model = getattr(config, "fill_model", None)
-    if fill_model is not None and fill_model != type(fill_model)():
+    if config.fill_model.active:
         raise InvalidInputError("a portfolio backtest takes fixed fees and slippage only: reconcile a session "
                                 "without a fill model")
     settings = config.feed_settings()
