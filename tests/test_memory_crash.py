@@ -72,3 +72,45 @@ def test_sigkill_mid_write_loses_no_acknowledged_decision(memory_dir: Path) -> N
         mem.journal.append({"Resumed": "yes"})
     report = verify_memory(memory_dir)
     assert report.ok, str(report)
+
+
+DIES_BEFORE_RECORDING = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from memlab.memory import MemoryStores
+    from memlab.memory.audit import AuditTrail
+
+    mem = MemoryStores(Path(sys.argv[1]))
+    mem.journal.append({"Decision": "BUY", "Line": 1})
+    record = AuditTrail.record
+
+    def dying(self, file, op, **fields):  # the journal's lines are on disk, their record never will be
+        if file == "core_memory_updates.txt":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return record(self, file, op, **fields)
+
+    AuditTrail.record = dying
+    mem.journal.append_many([{"Decision": "SELL", "Line": 2}, {"Decision": "BUY", "Line": 3}])
+    """
+)
+
+
+def test_a_kill_between_a_journal_append_and_its_record_leaves_verifiable_memory(memory_dir: Path) -> None:
+    """The window a random kill -9 once hit in CI: lines durable, record not written. The next
+    append records them first (late), so verify passes and names them, and they stay sealed."""
+    proc = subprocess.run([sys.executable, "-c", DIES_BEFORE_RECORDING, str(memory_dir)], timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    before = verify_memory(memory_dir)
+    assert before.ok and any("written after the last audit record" in w for w in before.warnings), str(before)
+
+    with MemoryStores(memory_dir) as mem:  # a restart writes on
+        mem.journal.append({"Resumed": "yes"})
+        assert [e.fields.get("Line", "resumed") for e in mem.journal.entries()] == ["1", "2", "3", "resumed"]
+    report = verify_memory(memory_dir)
+    assert report.ok, str(report)
+    assert any("lines 2-3 were recorded late" in w for w in report.warnings), str(report)
+
+    journal = memory_dir / "core_memory_updates.txt"  # sealed from then on: an edit of them is caught
+    journal.write_bytes(journal.read_bytes().replace(b"SELL", b"HOLD"))
+    assert any("differ from what was written" in p for p in verify_memory(memory_dir).problems)

@@ -461,6 +461,28 @@ class AuditTrail:
     def for_file(self, file: str) -> list[dict[str, Any]]:
         return [e for e in self.entries() if e.get("file") == file]
 
+    def last_for(self, file: str) -> dict[str, Any] | None:
+        """The newest record of ``file`` (searched from the end), or None when it has none.
+
+        Callers that need it stable hold ``file``'s own writer lock: only its writers add
+        records for it.
+        """
+        if not self.path.exists():
+            return None
+        back = 16384
+        while True:
+            lines, whole = self._tail_lines(back)
+            for raw in reversed(lines):
+                try:
+                    entry = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise CorruptMemoryError(self.path, "a record is not JSON") from None
+                if isinstance(entry, dict) and entry.get("file") == file:
+                    return entry
+            if whole:
+                return None
+            back *= 8
+
     def require_record(self, file: str, digest: str) -> None:
         """Raise :class:`TamperedMemoryError` unless the newest write of ``file`` recorded in an
         intact trail (chain and head) has ``digest``. Used before running stored code."""

@@ -190,6 +190,7 @@ class MemoryJournal:
         self._lock = threading.Lock()
         self._batch: list[JournalEntry] | None = None
         self._key_ok: tuple[int, int] | None = None  # the file our key was found to decrypt
+        self._recorded_end: int | None = None  # where the trail's last record of this file ends
 
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -264,11 +265,46 @@ class MemoryJournal:
             torn = set_aside_torn_tail(self.path)
             if torn is not None:
                 log.warning("%s ended in a torn line (crash?); kept it in %s", self.path, torn)
+            if self._audit is not None:
+                self._record_late_lines()
             start, end = append_durable(self.path, payload)
             if self._audit is not None:
                 self._audit.record(
                     JOURNAL_FILE, "append", start=start, end=end, digest=sha256_hex(payload)
                 )
+                self._recorded_end = end
+
+    def _record_late_lines(self) -> None:
+        """Record lines a killed writer appended but did not live to record.
+
+        A ``kill -9`` between a durable append and its audit record leaves whole lines the
+        trail does not cover; the next append would then start past the last recorded
+        byte, and ``memlab memory verify`` would call every later record out of place. So
+        the gap is recorded first, marked ``late``, which verify reports as a warning
+        naming the lines. Only a journal memlab already recorded is continued this way: a
+        journal with no record at all is left for verify to flag. Called under the
+        journal's writer lock, after a torn last line was set aside.
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == self._recorded_end:
+            return
+        assert self._audit is not None
+        last = self._audit.last_for(JOURNAL_FILE)
+        if last is None or last.get("op") != "append":
+            return
+        recorded = int(last.get("end", -1))
+        if 0 <= recorded < size:
+            with open(self.path, "rb") as handle:
+                handle.seek(recorded)
+                gap = handle.read(size - recorded)
+            self._audit.record(JOURNAL_FILE, "append", start=recorded, end=size, digest=sha256_hex(gap), late=True)
+            log.warning("%s: bytes %d-%d were written before a crash without their audit record; "
+                        "recorded them now (marked late)", self.path, recorded, size)
+            recorded = size
+        self._recorded_end = recorded
 
     def _check_key(self) -> None:
         """Refuse to append to an encrypted journal without its key, or with another key.

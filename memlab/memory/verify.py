@@ -74,6 +74,12 @@ def _check_appends(report: VerifyReport, path: Path, records: list[dict[str, Any
             report.problems.append(
                 f"{path.name}: bytes {start}-{end} (from line {line}) differ from what was written (edited)"
             )
+        if rec.get("late"):
+            first, last = data[:start].count(b"\n") + 1, data[:end].count(b"\n")
+            report.warnings.append(
+                f"{path.name}: lines {first}-{last} were recorded late, at audit record {rec.get('seq')} "
+                "(a crash between the write and its record, or an outside append)"
+            )
         expected_start = end
     if len(data) > expected_start and len(report.problems) == before:
         first = data[:expected_start].count(b"\n") + 1
