@@ -78,6 +78,8 @@ def _go(context: Any, url: str) -> Any:
 
 def _shown(page: Any) -> Any:
     page.wait_for_selector(".memlab-banner div", state="attached", timeout=90_000)
+    # The server-rendered first paint gives way to the live monitor as soon as it shows.
+    page.wait_for_selector("#memlab-first", state="detached", timeout=30_000)
     return page
 
 
@@ -206,6 +208,25 @@ def test_each_seed_url_shows_a_live_paper_session_as_the_stores_hold_it(tmp_path
     assert [str(o["id"]) for o in snap["open_orders"]] == open_ids
     assert [(p["symbol"], p["quantity"]) for p in snap["positions"]] == [(s, pytest.approx(q)) for s, q, _ in positions]
     assert snap["trader"]["state"] == "finished"
+
+
+def test_the_first_paint_shows_the_stores_before_the_live_monitor_loads(tmp_path: Path, browser: Any) -> None:
+    """With Solara's scripts held back (a slow network, a busy browser), a page still shows its
+    view as the stores hold it, rendered by the server and labelled as a snapshot."""
+    root = tmp_path / "mem"
+    assert _paper(root).wait(300) == 0
+    with MemoryStores(root) as mem:
+        stored = mem.decisions.recent(50)
+    with serve_dashboard(root, tmp_path) as base:
+        page = browser.new_page()
+        page.route("**/solara-vuetify-app*.js", lambda route: route.abort())
+        page.goto(base + "trades", timeout=60_000)
+        shown = _rows(page, "memlab-first-decisions")
+        assert [r["reason"] for r in shown] == stored["reason"].tolist()[::-1] != []
+        assert page.is_visible(".memlab-first-decisions") and "A snapshot of the stores read at" in page.inner_text("body")
+        assert page.query_selector(".memlab-decisions") is None  # the live monitor never came
+        page.screenshot(path=str(tmp_path / "first_paint_trades.png"), full_page=True)
+        page.close()
 
 
 def test_ten_tabs_share_one_process_and_closing_them_frees_it(tmp_path: Path, browser: Any) -> None:

@@ -61,6 +61,46 @@ def test_each_seed_url_serves_the_page(base: str, path: str) -> None:
     assert b"<html" in body.lower() and b"solara" in body.lower()
 
 
+def _first_paint(body: bytes, css: str) -> list[dict[str, str]]:
+    """The rows of the table with widget class ``css`` in a page's server-rendered first paint."""
+    import html as html_mod
+    import re
+
+    page = body.decode()
+    start = page.index('<div id="memlab-first">')
+    part = page[start:page.index('<div id="app"', start)]
+    table = part[part.index(f"memlab-first-{css.removeprefix('memlab-')}"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table[table.index("<tbody>"):], re.S) if "<tbody>" in table else []
+    return [{c: html_mod.unescape(v) for c, v in re.findall(r'<td data-col="([^"]+)"[^>]*>(.*?)</td>', r, re.S)}
+            for r in rows]
+
+
+def test_a_page_carries_its_view_rendered_from_the_stores(base: str, session: Path) -> None:
+    """Before Solara's scripts have loaded, a page already shows its view's tables, read from the
+    stores and labelled as a snapshot; the live monitor's classes are not used by it."""
+    with MemoryStores(session) as mem:
+        stored = mem.decisions.recent(50)
+    broker = PaperBroker(session)
+    try:
+        [pos] = broker.fetch_positions()
+        open_ids = [str(o["id"]) for o in broker.fetch_open_orders()]
+    finally:
+        broker.close()
+    for path in ("trades", "?view=trades"):
+        status, body = get(base + path)
+        assert status == 200 and b"A snapshot of the stores read at" in body
+        decisions = _first_paint(body, "memlab-decisions")
+        assert [r["reason"] for r in decisions] == stored["reason"].tolist()[::-1] != []
+        assert [r["id"] for r in _first_paint(body, "memlab-open-orders")] == open_ids != []
+        first = body[body.index(b'<div id="memlab-first">'):body.index(b'<div id="app"')]
+        assert b'class="widget-html memlab-table memlab-decisions"' not in first  # only the live page has it
+    status, body = get(base)
+    [row] = _first_paint(body, "memlab-positions")
+    assert (row["symbol"], float(row["quantity"])) == (pos["symbol"], pytest.approx(pos["contracts"], rel=1e-4))
+    assert SECRET.encode() not in body
+
+
 def test_an_unknown_url_is_not_found(base: str) -> None:
     assert get(base + "no-such-view")[0] == 404
 
@@ -134,7 +174,8 @@ def test_a_missing_memory_folder_is_a_json_404(tmp_path: Path) -> None:
     with serve_dashboard(missing, tmp_path) as url:
         status, body = get_json(url + "api/snapshot.json")
         assert status == 404 and "does not exist" in body["error"] and body["memory_path"] == str(missing)
-        assert get(url + "trades")[0] == 200  # the page still serves, and says nothing is there
+        status, page = get(url + "trades")  # the page still serves, and says nothing is there
+        assert status == 200 and b"does not exist" in page[page.index(b'<div id="memlab-first">'):]
         assert server_info(url)["viewers"] == 0
     assert not missing.exists()  # read-only: nothing was created
 

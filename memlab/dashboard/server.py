@@ -218,6 +218,39 @@ class _FirstRead:
             log.warning("read-ahead failed: %r", exc)
 
 
+class _FirstPaint:
+    """The static first paint of each view (:mod:`memlab.dashboard.prerender`) for the shared
+    first read: built once per read and view (a monitor in a throw-away virtual kernel),
+    shared by every page that opens meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, str] = {}
+        self._of: Any = None
+
+    def get(self, root: Path, view: str) -> str:
+        from solara.server import kernel_context
+
+        from memlab.dashboard.app import MonitorApp
+        from memlab.dashboard.prerender import page_html
+
+        reading = _first_read.get(root)
+        with self._lock:
+            if self._of is not reading:
+                self._of, self._made = reading, {}
+            if view not in self._made:
+                context = kernel_context.create_dummy_context()
+                try:
+                    with context:
+                        app = MonitorApp(root, view=view, interval=INTERVAL, defer_figures=True, first_read=reading)
+                        self._made[view] = page_html(app, reading[0].read_at)
+                        for w in _walk(app.widget):
+                            w.close()
+                finally:
+                    context.close()
+            return self._made[view]
+
+
 def _files_key(root: Path) -> tuple[Any, ...]:
     """The files of the memory folder with their size and mtime: changes when a store is written."""
     try:
@@ -231,6 +264,7 @@ def _files_key(root: Path) -> tuple[Any, ...]:
 #: of a running trader changes them every second; a stopped one's state is read again after this).
 FIRST_READ_MAX_AGE = 30.0
 _first_read = _FirstRead()
+_first_paint = _FirstPaint()
 
 
 def viewers() -> int:
@@ -455,7 +489,7 @@ def create_app(memory_path: str | os.PathLike[str] | None = None) -> Starlette:
     routes = [Route("/api/snapshot.json", snapshot), Route("/api/server.json", server), Route(PLOTLY_JS, plotly_js),
               *solara_starlette.routes]
     return Starlette(routes=routes, lifespan=solara_starlette.lifespan,
-                     middleware=[Middleware(_ReadAhead), *solara_starlette.middleware])
+                     middleware=[Middleware(_ReadAhead), *solara_starlette.middleware, Middleware(_WithFirstPaint)])
 
 
 class _ReadAhead:
@@ -470,6 +504,56 @@ class _ReadAhead:
                 scope.get("path", "").strip("/") in ("", *VIEWS):
             _first_read.read_ahead(_memory_root())
         await self.app(scope, receive, send)
+
+
+class _WithFirstPaint:
+    """ASGI middleware (inside Solara's, so it sees the page uncompressed): a page's HTML gets
+    :data:`~memlab.dashboard.prerender.BOOT` before Solara's ``#app``, which shows the
+    server-rendered first paint until the live monitor is on screen."""
+
+    MARK = b'<div id="app"'
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and scope.get("method") == "GET"
+                and scope.get("path", "").strip("/") in ("", *VIEWS)):
+            await self.app(scope, receive, send)
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        from memlab.dashboard.prerender import boot
+
+        start: dict[str, Any] | None = None
+        body: list[bytes] = []
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = b"".join(body)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            html_page = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            if html_page and start.get("status") == 200 and self.MARK in page:
+                view = view_of(scope.get("path", ""), scope.get("query_string", b"").decode("latin-1"))
+                try:
+                    first = await run_in_threadpool(_first_paint.get, _memory_root(), view)
+                except Exception as exc:  # noqa: BLE001 - the live page shows the same problem, with context
+                    log.warning("first paint failed: %r", exc)
+                else:
+                    page = page.replace(self.MARK, boot(first).encode() + self.MARK, 1)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, sending)
 
 
 PLOTLY_JS = "/_memlab/plotly-widget.js"
