@@ -145,27 +145,43 @@ def paper_step(out_dir: Path, memory_path: Path) -> dict[str, Path]:
 
 
 def portfolio_session(out_dir: Path) -> Path:
-    """Three synthetic markets on one cash balance (a memory folder of their own), each
-    entry spending half the cash left free, reconciled with the portfolio backtest."""
+    """Three synthetic markets on one cash balance (a memory folder of their own): the
+    portfolio swept on the first half of the bars, the best-Sharpe set paper-traded on the
+    second half (each entry spending half the cash left free) and reconciled with the
+    portfolio backtest of those bars."""
     import asyncio
 
+    from memlab.backtest.portfolio import sweep_portfolio
     from memlab.data import synthetic_ohlcv
     from memlab.trader import TraderConfig, UnifiedMemGPTTrader, reconcile_with_backtest
 
     symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
-    bars = {s: synthetic_ohlcv(1500, freq="1min", seed=21 + k) for k, s in enumerate(symbols)}
-    config = TraderConfig(symbols=symbols, strategy="sma_cross", params={"fast": 5, "slow": 20},
+    bars = {s: synthetic_ohlcv(2400, freq="1min", seed=21 + k) for k, s in enumerate(symbols)}
+    cut, warmup = 1200, 200
+    fit = {s: b.iloc[:cut] for s, b in bars.items()}
+    table = sweep_portfolio(fit, "sma_cross", {"fast": [3, 5, 10], "slow": [20, 40]}, size=0.5, warmup=warmup,
+                            progress=False, selection_draws=200)
+    sel = table.attrs["selection"]
+    params = {k: int(v) for k, v in sel.chosen.items()}
+    print(f"  portfolio sweep: {len(table)} sma_cross sets on shared cash, fitted on {table.attrs['period']}; "
+          f"best Sharpe {params} ({sel.chosen_sharpe:.2f} in-sample; deflated Sharpe "
+          f"{'n/a' if sel.dsr is None else f'{sel.dsr:.2f}'}, PBO {'n/a' if sel.pbo is None else f'{sel.pbo:.2f}'})")
+    judged = {s: b.iloc[cut - warmup:] for s, b in bars.items()}  # the warm-up's bars come before the cut
+    config = TraderConfig(symbols=symbols, strategy="sma_cross", params=params,
                           memory_path=out_dir / "portfolio_memory", agent_id="portfolio_demo", sizing="full",
-                          size=0.5, feed={"data": bars, "warmup": 200})
+                          size=0.5, feed={"data": judged, "warmup": warmup})
     report = asyncio.run(UnifiedMemGPTTrader(config).run())
     check = reconcile_with_backtest(config)
-    print(f"  portfolio: {', '.join(symbols)} on one {config.balance:,.0f} USDT balance, each entry spending half "
-          f"the free cash: {report['orders']} orders on {check['bars']:,} synthetic minute bars per market "
-          "(generated offline; sma_cross(5, 20) set by hand, not fitted)")
+    first = bars[symbols[0]].index
+    print(f"  portfolio paper session: {', '.join(symbols)} on one {config.balance:,.0f} USDT balance, judged on "
+          f"{first[cut]} to {first[-1]} ({check['bars']:,} synthetic minute bars per market after the fit, "
+          f"generated offline): {report['orders']} orders")
     print(f"  portfolio paper return {check['paper_return']:+.2%}; its backtest on shared cash "
           f"{check['backtest_return']:+.2%} (difference {check['difference']:.1e})")
     out = out_dir / "portfolio_session.json"
-    out.write_text(json.dumps({"report": report, "reconciliation": check}, indent=2, default=str))
+    out.write_text(json.dumps({"sweep": {"fitted_on": table.attrs["period"], "selection": sel.as_dict(),
+                                         "sets": table.to_dict(orient="records")},
+                               "report": report, "reconciliation": check}, indent=2, default=str))
     return out
 
 

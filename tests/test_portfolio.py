@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from memlab.backtest.portfolio import run_portfolio
+from memlab.backtest import sweep
+from memlab.backtest.portfolio import SWEEP_STATS, run_portfolio, sweep_portfolio
 from memlab.connectors import PaperBroker
 from memlab.data import synthetic_ohlcv
 from memlab.errors import InvalidInputError
@@ -99,6 +100,45 @@ def test_markets_with_different_bar_times_are_refused_naming_the_gap() -> None:
     bars["ETH/USDT"] = BARS["ETH/USDT"].drop(BARS["ETH/USDT"].index[300])
     with pytest.raises(InvalidInputError, match=r"ETH/USDT has no bar at 2024-01-01 05:00:00"):
         run_portfolio(bars, "sma_cross", PARAMS)
+
+
+GRID = {"fast": [5, 10, 20], "slow": [10, 20, 40]}  # fast >= slow is refused by the strategy: skipped
+
+
+def test_a_portfolio_sweep_runs_the_portfolio_backtest_for_every_set_and_says_what_choosing_is_worth() -> None:
+    options = {"size": 0.4, "stop_loss": 0.004, "warmup": 200, "init_cash": 5_000.0}
+    table = sweep_portfolio(BARS, "sma_cross", GRID, progress=False, selection_draws=200, **options)
+    assert [(r.fast, r.slow) for r in table.itertuples()] == [(5, 10), (5, 20), (5, 40), (10, 20), (10, 40), (20, 40)]
+    for row in table.itertuples():  # each row is that set's portfolio, options and all
+        alone = run_portfolio(BARS, "sma_cross", {"fast": row.fast, "slow": row.slow}, **options)
+        assert [getattr(row, k) for k in SWEEP_STATS] == pytest.approx([alone.stats[k] for k in SWEEP_STATS],
+                                                                       nan_ok=True, rel=1e-12)
+    report = table.attrs["selection"]
+    best = table.loc[table["sharpe"].idxmax()]
+    assert report.n_trials == 6 and report.chosen == {"fast": best["fast"], "slow": best["slow"]}
+    traded = BARS[SYMBOLS[0]].index[200:]
+    assert report.fitted_on == (traded[0], traded[-1])  # the bars after the warm-up, nothing else
+    assert "500 bars x 3 markets" in table.attrs["period"]
+
+
+def test_a_one_market_portfolio_sweep_gives_the_single_market_sweeps_numbers() -> None:
+    """Two engines, one answer: vectorbt's cash sharing with one market against the fused kernel."""
+    one = {SYMBOLS[0]: BARS[SYMBOLS[0]]}
+    ours = sweep_portfolio(one, "sma_cross", GRID, progress=False, selection=False, init_cash=10_000.0)
+    theirs = sweep(BARS[SYMBOLS[0]], "sma_cross", GRID, progress=False, selection=False, init_cash=10_000.0)
+    assert len(ours) == len(theirs) == 6
+    for key in SWEEP_STATS:
+        assert ours[key].to_numpy() == pytest.approx(theirs[key].to_numpy(), rel=1e-9, abs=1e-12, nan_ok=True), key
+
+
+def test_a_portfolio_sweep_refuses_bad_grids_and_markets_before_running() -> None:
+    with pytest.raises(InvalidInputError, match="bogus"):
+        sweep_portfolio(BARS, "sma_cross", {"bogus": [1]}, progress=False)
+    with pytest.raises(InvalidInputError, match="no valid parameter combination"):
+        sweep_portfolio(BARS, "sma_cross", {"fast": [50], "slow": [10]}, progress=False)
+    gap = {**BARS, "SOL/USDT": BARS["SOL/USDT"].drop(BARS["SOL/USDT"].index[300])}
+    with pytest.raises(InvalidInputError, match="SOL/USDT has no bar at"):
+        sweep_portfolio(gap, "sma_cross", GRID, progress=False)
 
 
 def test_bad_exposure_limits_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -18,6 +18,10 @@ sharing, with the trader's rules, so the two reconcile
 - Long only (spot markets). The markets must share their bar times: a portfolio whose
   markets have different bars is refused, naming the first time one lacks.
 
+:func:`sweep_portfolio` runs that same portfolio for every set of a grid (one row per
+set) and says, as :func:`memlab.backtest.sweep` does, what choosing its best set is
+worth (``table.attrs["selection"]``).
+
 The paper trader's exposure limits (``max_position``, ``max_exposure``) have no twin
 here; a session that sets them does not reconcile with this and says so.
 
@@ -30,7 +34,7 @@ here; a session that sets them does not reconcile with this and says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.backtest.engine import periods_per_year, portfolio_stats, simulate, trades_frame
+from memlab.backtest.selection import selection_report
 from memlab.costs import DEFAULT_COSTS
 from memlab.errors import InvalidInputError
 
@@ -142,3 +147,93 @@ def run_portfolio(
         trades.insert(0, "symbol", [symbols[c] if isinstance(c, (int, np.integer)) else c for c in columns])
     period = f"{traded.index[0]} to {traded.index[-1]} ({len(traded):,} bars x {len(symbols)} markets)"
     return PortfolioResult(pf, symbols, equity, stats, trades, period)
+
+
+#: The columns of :func:`sweep_portfolio`'s table after the parameters (:func:`memlab.backtest.sweep`'s).
+SWEEP_STATS = ("total_return", "n_trades", "win_rate", "sharpe", "max_drawdown")
+
+
+def sweep_portfolio(
+    bars: Mapping[str, pd.DataFrame],
+    strategy: str,
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    *,
+    progress: bool = True,
+    skip_invalid: bool = True,
+    selection: bool = True,
+    selection_draws: int = 1000,
+    selection_seed: int = 0,
+    **options: Any,
+) -> pd.DataFrame:
+    """The portfolio of :func:`run_portfolio` for every parameter set of ``grid`` (one set for
+    all markets); one row per set, with :data:`SWEEP_STATS` of the one equity curve.
+
+    ``options`` are :func:`run_portfolio`'s (``size``, costs, ``init_cash``, ``warmup``,
+    exits), the same for every set. Sets the strategy refuses are skipped when
+    ``skip_invalid``. ``table.attrs["period"]`` names the bars and markets it ran on, and
+    ``table.attrs["selection"]`` is the
+    :class:`~memlab.backtest.selection.SelectionReport` of choosing the set with the best
+    Sharpe ratio (deflated Sharpe, PBO and SPA over equal sub-periods of the portfolio's
+    equity; ``selection=False`` skips it).
+
+    >>> from memlab.data import synthetic_ohlcv
+    >>> bars = {s: synthetic_ohlcv(800, freq="1min", seed=k) for k, s in enumerate(["BTC/USDT", "ETH/USDT"])}
+    >>> table = sweep_portfolio(bars, "sma_cross", {"fast": [5, 10], "slow": [20, 40]}, size=0.5, progress=False)
+    >>> len(table), list(table.columns[:3]), table.attrs["selection"].n_trials
+    (4, ['fast', 'slow', 'total_return'], 4)
+    """
+    from tqdm.auto import tqdm
+
+    from memlab.backtest.sweep import PBO_BLOCKS, expand_grid, subperiod_edges
+    from memlab.strategies import check_grid, check_params, get
+
+    check_grid(strategy, grid)
+    frame = panel(bars)  # refuses mismatched markets before any set runs
+    fn = get(strategy)
+    first = bars[next(iter(bars))]
+    combos = []
+    for combo in expand_grid(grid):
+        try:
+            params = check_params(strategy, combo)
+            fn(first.iloc[:2], **params)  # the strategy's own checks, on two bars
+        except InvalidInputError:
+            if not skip_invalid:
+                raise
+            continue
+        combos.append(params)
+    if not combos:
+        raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+
+    def one(params: Mapping[str, Any]) -> PortfolioResult:
+        return run_portfolio(bars, strategy, params, **options)
+
+    rows, marks = [], []
+    edges: np.ndarray | None = None
+    period = ""
+    for params in tqdm(combos, desc=f"portfolio sweep {strategy} ({len(bars)} markets)", disable=not progress):
+        result = one(params)
+        rows.append({**params, **{k: result.stats[k] for k in SWEEP_STATS}})
+        equity = result.equity.to_numpy(np.float64)
+        if edges is None:
+            edges = subperiod_edges(len(equity)) if selection else np.empty(0, dtype=np.int64)
+            period = result.period
+        marks.append(equity[edges])
+    table = pd.DataFrame(rows)
+    table.attrs["period"] = period
+    if selection:
+        traded = frame.index[int(options.get("warmup", 0)):]
+        mark = np.vstack(marks)
+        sub = None
+        if mark.shape[1] > 1:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sub = (mark[:, 1:] / mark[:, :-1] - 1.0).T
+
+        def bar_returns(i: int) -> np.ndarray:  # the chosen set again, its equity at every bar
+            equity = one(combos[i]).equity.to_numpy(np.float64)
+            return np.diff(equity) / equity[:-1]
+
+        table.attrs["selection"] = selection_report(
+            combos, table["sharpe"].to_numpy(np.float64), bar_returns, sub, index=traded,
+            periods_per_year=periods_per_year(traded), n_blocks=PBO_BLOCKS, draws=selection_draws,
+            seed=selection_seed)
+    return table
