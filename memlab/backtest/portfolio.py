@@ -184,25 +184,12 @@ def sweep_portfolio(
     """
     from tqdm.auto import tqdm
 
-    from memlab.backtest.sweep import PBO_BLOCKS, expand_grid, subperiod_edges
-    from memlab.strategies import check_grid, check_params, get
+    from memlab.backtest.sweep import PBO_BLOCKS, expand_grid, subperiod_edges, valid_sets
+    from memlab.strategies import check_grid
 
     check_grid(strategy, grid)
     frame = panel(bars)  # refuses mismatched markets before any set runs
-    fn = get(strategy)
-    first = bars[next(iter(bars))]
-    combos = []
-    for combo in expand_grid(grid):
-        try:
-            params = check_params(strategy, combo)
-            fn(first.iloc[:2], **params)  # the strategy's own checks, on two bars
-        except InvalidInputError:
-            if not skip_invalid:
-                raise
-            continue
-        combos.append(params)
-    if not combos:
-        raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    combos = valid_sets(strategy, expand_grid(grid), bars[next(iter(bars))], skip_invalid=skip_invalid)
 
     def one(params: Mapping[str, Any]) -> PortfolioResult:
         return run_portfolio(bars, strategy, params, **options)

@@ -175,25 +175,9 @@ def sweep(
     exits: dict[str, Any] = {"stop_loss": stop_loss, "take_profit": take_profit, "trailing_stop": trailing_stop,
                              "exit_after": exit_after, "size": size}
     check_exits(**exits)
-    fn = get(strategy)
     batch = BATCH.get(strategy) if _fused(engine, direction) else None
-    two_bars = Indicators(ohlcv.iloc[:2])
     expanded = expand_grid(grid)
-    combos = []
-    for combo in expanded:
-        try:
-            params = check_params(strategy, combo)
-            if batch is not None:
-                declare(batch, two_bars, params, strategy)  # refuses what the strategy refuses
-            else:
-                fn(ohlcv.iloc[:2], **params)  # the strategy's own checks, on two bars
-        except InvalidInputError:
-            if not skip_invalid:
-                raise
-            continue
-        combos.append(params)
-    if not combos:
-        raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    combos = valid_sets(strategy, expanded, ohlcv, skip_invalid=skip_invalid, batch=batch)
     if batch is not None:
         check_batch(ohlcv, strategy, expanded, combos[0])
     options: dict[str, Any] = {"fees": fees, "slippage": slippage, "fill": fill, "direction": direction, "init_cash": init_cash,
@@ -214,6 +198,31 @@ def sweep(
         table.attrs["selection"] = _selection(ohlcv, strategy, combos, table, marks, options,
                                               draws=selection_draws, seed=selection_seed)
     return table
+
+
+def valid_sets(strategy: str, sets: Sequence[Mapping[str, Any]], ohlcv: pd.DataFrame, *, skip_invalid: bool = True,
+               batch: Any = None) -> list[dict[str, Any]]:
+    """The parameter sets of ``sets`` the strategy accepts, checked on two bars of ``ohlcv``
+    (through its batch function when ``batch`` is given); the others are skipped when
+    ``skip_invalid``, else raised. None accepted is an :class:`InvalidInputError`."""
+    fn = get(strategy)
+    two_bars = Indicators(ohlcv.iloc[:2]) if batch is not None else None
+    combos = []
+    for combo in sets:
+        try:
+            params = check_params(strategy, combo)
+            if batch is not None:
+                declare(batch, two_bars, params, strategy)  # refuses what the strategy refuses
+            else:
+                fn(ohlcv.iloc[:2], **params)  # the strategy's own checks, on two bars
+        except InvalidInputError:
+            if not skip_invalid:
+                raise
+            continue
+        combos.append(params)
+    if not combos:
+        raise InvalidInputError(f"no valid parameter combination in the grid for {strategy}")
+    return combos
 
 
 def _selection(ohlcv: pd.DataFrame, strategy: str, combos: list[dict[str, Any]], table: pd.DataFrame,

@@ -35,6 +35,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -469,19 +470,14 @@ class AuditTrail:
         """
         if not self.path.exists():
             return None
-        back = 16384
-        while True:
-            lines, whole = self._tail_lines(back)
-            for raw in reversed(lines):
-                try:
-                    entry = json.loads(raw)
-                except json.JSONDecodeError:
-                    raise CorruptMemoryError(self.path, "a record is not JSON") from None
-                if isinstance(entry, dict) and entry.get("file") == file:
-                    return entry
-            if whole:
-                return None
-            back *= 8
+        for raw in self._lines_from_end():
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError:
+                raise CorruptMemoryError(self.path, "a record is not JSON") from None
+            if isinstance(entry, dict) and entry.get("file") == file:
+                return entry
+        return None
 
     def require_record(self, file: str, digest: str) -> None:
         """Raise :class:`TamperedMemoryError` unless the newest write of ``file`` recorded in an
@@ -578,20 +574,26 @@ class AuditTrail:
         """The record with sequence number ``seq`` (searched from the end: it is usually near it)."""
         if entries is not None:
             return next((e for e in reversed(entries) if e.get("seq") == seq), None)
-        back = 16384
+        for raw in self._lines_from_end():
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError:
+                return None
+            if isinstance(entry, dict) and entry.get("seq") == seq:
+                return entry
+            if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and entry["seq"] < seq:
+                return None
+        return None
+
+    def _lines_from_end(self) -> Iterator[bytes]:
+        """The trail's complete lines, newest first, read in growing windows from the end."""
+        back, given = 16384, 0
         while True:
             lines, whole = self._tail_lines(back)
-            for raw in reversed(lines):
-                try:
-                    entry = json.loads(raw)
-                except json.JSONDecodeError:
-                    return None
-                if isinstance(entry, dict) and entry.get("seq") == seq:
-                    return entry
-                if isinstance(entry, dict) and isinstance(entry.get("seq"), int) and entry["seq"] < seq:
-                    return None
+            yield from reversed(lines[: len(lines) - given])
+            given = len(lines)
             if whole:
-                return None
+                return
             back *= 8
 
 
