@@ -1,15 +1,21 @@
-"""Against real venues (``pytest --live``): Binance's spot testnet and public market data.
+"""Against real venues (``pytest --live``): Binance's spot and USDⓈ-M futures testnets and
+public market data.
 
 Credentials come from the environment or ``.env`` through CredentialManager:
-``BINANCE_TESTNET_API_KEY`` / ``BINANCE_TESTNET_API_SECRET`` (https://testnet.binance.vision).
-Without them the trading test is skipped; without ``--live`` everything here is.
+``BINANCE_TESTNET_API_KEY`` / ``BINANCE_TESTNET_API_SECRET`` (https://testnet.binance.vision)
+and ``BINANCEUSDM_TESTNET_API_KEY`` / ``BINANCEUSDM_TESTNET_API_SECRET``
+(https://testnet.binancefuture.com). Without them the trading tests are skipped; without
+``--live`` everything here is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from pathlib import Path
 
+import ccxt
 import pytest
 
 from memlab.connectors import ConnectionManager
@@ -44,6 +50,48 @@ def test_binance_testnet_limit_order_round_trip(tmp_path: Path) -> None:
                                                            "broker": "binance_testnet", "warmup": 50})
             assert len(feed.history("BTC/USDT")) > 0
             assert manager.status()["binance_testnet"]["state"] == "up"
+
+    asyncio.run(main())
+
+
+def test_binance_futures_testnet_short_round_trip(tmp_path: Path) -> None:
+    """The loopback futures session (tests/test_futures_connections.py) against Binance's
+    USDⓈ-M futures testnet: leverage and isolated margin set, a short opened with a market
+    order, seen as a position, closed reduce-only; a second reduce-only close is refused.
+    Needs a flat BTCUSDT position on the testnet account."""
+    if not CredentialManager().has_credentials("binanceusdm_testnet"):
+        pytest.skip("set BINANCEUSDM_TESTNET_API_KEY and BINANCEUSDM_TESTNET_API_SECRET (testnet.binancefuture.com)")
+    swap, name = "BTC/USDT:USDT", "binanceusdm_testnet"
+
+    async def main() -> None:
+        async with ConnectionManager(tmp_path) as manager:
+            # ccxt refuses signed calls to the futures testnet unless told the sandbox is meant.
+            conn = await manager.add_broker_connection(name, exchange="binanceusdm", sandbox=True, options={
+                "fetchCurrencies": False, "disableFuturesSandboxWarning": True})
+            assert conn.has["shorts"]
+            await conn.set_leverage(2.0, swap)  # type: ignore[attr-defined]
+            with contextlib.suppress(ccxt.MarginModeAlreadySet):  # isolated already
+                await conn.set_margin_mode("isolated", swap)  # type: ignore[attr-defined]
+            ticker = await manager.execute_on_broker(name, "fetch_ticker", {"symbol": "BTCUSDT"})
+            step, minimum = conn.amount_rules(swap)
+            assert step and minimum
+            qty = max(minimum, math.ceil(150 / float(ticker["last"]) / step) * step)  # above the minimum notional
+            qty = conn.amount_to_precision(swap, qty + step / 2)
+            short = await manager.execute_on_broker(name, "place_order", {"symbol": "BTCUSDT", "qty": qty, "side": "SELL"})
+            try:
+                assert short["status"] == "closed" and short["filled"] == pytest.approx(qty)
+                [position] = [p for p in await manager.execute_on_broker(name, "fetch_positions") if p["symbol"] == swap]
+                assert position["side"] == "short" and position["contracts"] == pytest.approx(qty)
+                assert position["marginMode"] == "isolated" and position["liquidationPrice"] > float(ticker["last"])
+            finally:
+                close = await manager.execute_on_broker(name, "place_order", {
+                    "symbol": "BTCUSDT", "qty": qty, "side": "BUY", "params": {"reduceOnly": True}})
+            assert close["status"] == "closed" and close["reduceOnly"] is True
+            assert [p for p in await manager.execute_on_broker(name, "fetch_positions") if p["symbol"] == swap] == []
+            with pytest.raises(ccxt.InvalidOrder):  # nothing left to reduce: refused, not retried
+                await manager.execute_on_broker(name, "place_order", {
+                    "symbol": "BTCUSDT", "qty": qty, "side": "BUY", "params": {"reduceOnly": True}})
+            assert manager.status()[name]["state"] == "up" and manager.status()[name]["errors"] == 0
 
     asyncio.run(main())
 

@@ -229,8 +229,37 @@ class ExchangeConnection:
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         return await self.call("fetch_open_orders", symbol)  # type: ignore[no-any-return]
 
+    async def order_fee(self, order: Order) -> float | None:
+        """The fee the venue charged for ``order``: its own ``fee``, else the sum of its trades'
+        (Binance futures order answers carry no commission); None when neither says."""
+        fee = (order.get("fee") or {}).get("cost")
+        if fee is not None:
+            return float(fee)
+        if not self.exchange.has.get("fetchMyTrades") or not order.get("id"):
+            return None
+        trades = await self.call("fetch_my_trades", order.get("symbol"), None, None, {"orderId": order["id"]})
+        costs = [float(t["fee"]["cost"]) for t in trades
+                 if str(t.get("order")) == str(order["id"]) and (t.get("fee") or {}).get("cost") is not None]
+        return sum(costs) if costs else None
+
     async def fetch_balance(self) -> Balance:
-        return await self.call("fetch_balance")  # type: ignore[no-any-return]
+        return self._wallet_totals(await self.call("fetch_balance"))
+
+    def _wallet_totals(self, balance: Balance) -> Balance:
+        """``total`` is the wallet balance (cash and margin; unrealised P&L is not in it), as
+        the paper broker's. ccxt's Binance futures balance gives ``marginBalance`` (wallet
+        plus unrealised P&L) as ``total``: the ``walletBalance`` its answer carries replaces it."""
+        info = balance.get("info")  # type: ignore[typeddict-item]
+        assets = info.get("assets") if isinstance(info, dict) else None
+        for row in assets if isinstance(assets, list) else ():
+            if not isinstance(row, dict) or row.get("walletBalance") is None:
+                continue
+            code = self.exchange.safe_currency_code(row.get("asset"))
+            if code in balance["total"]:
+                balance["total"][code] = float(row["walletBalance"])
+                if isinstance(balance.get(code), dict):
+                    balance[code]["total"] = balance["total"][code]  # type: ignore[literal-required]
+        return balance
 
     async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         return await self.call("fetch_ticker", symbol)
@@ -256,7 +285,9 @@ class ExchangeConnection:
 
     # -- derivatives (DerivativesBroker): ccxt's verbs, passed through -------------
     async def set_leverage(self, leverage: float, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
-        return await self.call("set_leverage", leverage, symbol, dict(params or {}))
+        # A whole leverage goes as an integer: Binance's is an INT parameter and refuses "2.0".
+        whole = isinstance(leverage, float) and leverage.is_integer()
+        return await self.call("set_leverage", int(leverage) if whole else leverage, symbol, dict(params or {}))
 
     async def set_margin_mode(self, margin_mode: str, symbol: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.call("set_margin_mode", margin_mode, symbol, dict(params or {}))

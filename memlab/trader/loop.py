@@ -242,7 +242,8 @@ class UnifiedMemGPTTrader:
 
     async def _set_leverage(self) -> None:
         """Set ``leverage`` on each swap symbol (the broker refuses one above the market's
-        maximum, naming the maximum: that message is the error)."""
+        maximum, naming the maximum: that message is the error), and on a venue isolated
+        margin, the paper book's (Binance accounts start on cross)."""
         c = self.config
         for symbol, book in self.books.items():
             if not book.swap:
@@ -250,10 +251,14 @@ class UnifiedMemGPTTrader:
                     raise InvalidInputError(f"leverage {c.leverage:g}: {symbol} is a spot market; leverage is for "
                                             f"perpetual swaps (trade {spot_to_swap(symbol)})")
                 continue
+            market = self.broker.market_symbol(symbol)
             try:
-                await self.broker.set_leverage(c.leverage, self.broker.market_symbol(symbol))  # type: ignore[attr-defined]
+                await self.broker.set_leverage(c.leverage, market)  # type: ignore[attr-defined]
             except ccxt.BadRequest as exc:
                 raise InvalidInputError(str(exc)) from None
+            if not self.broker.has.get("simulatedFills") and self.broker.has.get("setMarginMode"):
+                with contextlib.suppress(ccxt.MarginModeAlreadySet):
+                    await self.broker.set_margin_mode("isolated", market)  # type: ignore[attr-defined]
 
     async def _resume(self) -> None:
         """Rebuild positions, pending orders and open decisions from the book and memory."""
@@ -449,6 +454,7 @@ class UnifiedMemGPTTrader:
                         end_group()  # fsync what the group wrote
                         begin_group()
                         synced = time.monotonic()
+                await self._settle_pending()
             finally:
                 end_group()
             self.state = "stopped" if self._stop.is_set() else "finished"
@@ -635,7 +641,9 @@ class UnifiedMemGPTTrader:
         order = outcome.order
         self.latencies.append(outcome.placed_at - received)
         self.counts["orders"] += 1
-        if order.get("status") in ("open", None):
+        if order.get("status") in ("open", None) or not self.broker.has.get("simulatedFills"):
+            # A venue's order, even one it filled at once, is booked at the next bar (as the paper
+            # book fills it at that bar's open): its fill bar starts the position's bar count.
             book.pending[client_id] = str(order.get("side") or action.lower())
         if action in ENTRY_SIDES and outcome.decision_id is not None:
             if book.swap:
@@ -643,9 +651,6 @@ class UnifiedMemGPTTrader:
             else:
                 book.open_decision = outcome.decision_id
             self.counts["decisions"] += outcome.logged
-        if not self.broker.has.get("simulatedFills") and order.get("status") == "closed":
-            for decision_id, pnl, cost in await self._exchange_fill(book, order, bar):
-                await self._record_outcome(decision_id, pnl, cost, bar.time)
         return outcome
 
     async def handle_alert(self, alert: Any) -> dict[str, Any]:
@@ -829,14 +834,37 @@ class UnifiedMemGPTTrader:
                 del book.pending[cid]
         return out
 
+    async def _settle_pending(self) -> None:
+        """At the end of a session on a venue: book what the venue filled of the orders sent at
+        the last bar (there is no next bar to book them at)."""
+        if self.broker.has.get("simulatedFills") or self._last_bar is None:
+            return
+        for book in self.books.values():
+            if book.pending:
+                for decision_id, pnl, cost in await self._poll_pending(book, self._last_bar):
+                    await self._record_outcome(decision_id, pnl, cost, self._last_bar.time)
+
     async def _exchange_fill(self, book: _Book, order: dict[str, Any], bar: Bar) -> list[tuple[int, float, float]]:
-        """A venue's filled order: same bookkeeping as a paper fill, from the order's averages."""
+        """A venue's filled order: same bookkeeping as a paper fill, from the order's averages.
+        Its fee is the order's, else what the venue's trades of it charged (Binance futures
+        answers carry none). Its P&L is what it closes of the position held, net of that
+        part's fee: a sell of a long; on a swap also a cover of a short, and of a reversal
+        only the part that closes."""
         book.pending.pop(str(order.get("clientOrderId")), None)
         amount = float(order.get("filled") or 0.0)
         price = float(order.get("average") or order.get("price") or bar.close)
-        fee = float((order.get("fee") or {}).get("cost") or 0.0)
+        fee = (order.get("fee") or {}).get("cost")
+        if fee is None and hasattr(self.broker, "order_fee"):
+            fee = await self.broker.order_fee(order)
+        fee = float(fee or 0.0)
         pnl = None
-        if order["side"] == "sell" and book.held > 0:
+        if book.swap:
+            sign = 1.0 if order["side"] == "buy" else -1.0
+            closing = min(amount, abs(book.held)) if book.held * sign < 0 else 0.0
+            if closing > 0 and amount > 0:
+                direction = 1.0 if book.held > 0 else -1.0
+                pnl = closing * (price - book.entry_price) * direction - fee * closing / amount
+        elif order["side"] == "sell" and book.held > 0:
             unit_cost = book.entry_cost / book.held
             pnl = amount * price - fee - unit_cost * amount
         fill = {"side": order["side"], "amount": amount, "price": price, "fee": fee, "pnl": pnl,

@@ -2,7 +2,7 @@
 
 It serves the part of Binance's REST API (v3) that ccxt's ``binance`` calls for spot
 trading (and the kline market stream ccxt.pro's ``watch_ohlcv`` subscribes to) — ``exchangeInfo``, ``ticker/24hr``, ``klines``, signed ``order`` (POST, GET,
-DELETE), ``openOrders`` and ``account`` — with Binance's HMAC-SHA256 request signatures,
+DELETE), ``openOrders``, ``myTrades`` and ``account`` — with Binance's HMAC-SHA256 request signatures,
 error codes and response shapes, so connection code is tested against the protocol
 rather than a mock. Matching is simple and deterministic: market orders fill at the
 current price, limit orders rest (locking funds) until :meth:`BinanceEmulator.set_price`
@@ -17,6 +17,9 @@ Faults, armed for the next ``times`` matching requests with :meth:`BinanceEmulat
 - ``429``: rate limited, with ``Retry-After`` (ccxt: ``DDoSProtection``), nothing done;
 - ``500``: an outage page (ccxt: ``ExchangeNotAvailable``), nothing done;
 - ``malformed``: HTTP 200 with truncated JSON, nothing done.
+
+The HTTP server, the signature check and the faults are :class:`LoopbackVenue`'s, which
+the USDⓈ-M futures emulator (:mod:`tests.support.futures_emulator`) shares.
 
 >>> import ccxt
 >>> with BinanceEmulator(balances={"USDT": 1000.0}, markets={"BTC/USDT": 100.0}) as emu:
@@ -34,9 +37,9 @@ import hmac
 import itertools
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -54,26 +57,28 @@ class _Fault:
     delay: float
 
 
-class BinanceEmulator:
-    """Binance spot REST on ``127.0.0.1:<free port>`` (or ``port``: a venue that comes up
-    where clients already look), on its own thread (see the module docstring)."""
+#: A route: HTTP method, path, ``handler(params) -> (status, body)`` (called under the
+#: venue's lock), and whether the request must be signed.
+Route = tuple[str, str, Callable[[dict[str, str]], tuple[int, Any]], bool]
 
-    def __init__(self, *, balances: Mapping[str, float] | None = None, markets: Mapping[str, float] | None = None,
-                 fees: float = 0.001, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
-                 port: int = 0) -> None:
-        self.fees, self.api_key, self._secret = float(fees), api_key, api_secret
-        self.balances: dict[str, list[float]] = {a: [float(v), 0.0] for a, v in (balances or {"USDT": 100_000.0}).items()}
-        self.prices: dict[str, float] = dict(markets or {"BTC/USDT": 50_000.0})
-        self.klines: dict[str, list[list[float]]] = {s: [] for s in self.prices}
-        self.orders: list[dict[str, Any]] = []
-        self.requests: list[tuple[str, str, int]] = []
+
+class LoopbackVenue:
+    """A Binance-style REST venue on ``127.0.0.1:<free port>`` (or ``port``), on its own
+    thread: the aiohttp server, HMAC-SHA256 signatures (``X-MBX-APIKEY`` and
+    ``signature=``), Binance's error shape and the faults of the module docstring.
+    Subclasses say what they serve (:meth:`_routes`) and keep their book under ``_lock``."""
+
+    thread_name = "loopback-venue"
+
+    def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret", port: int = 0) -> None:
+        self.api_key, self._secret = api_key, api_secret
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status); 0: no answer was sent
         self.queries: list[tuple[str, dict[str, str]]] = []  # (path, parameters) of every request, faulted ones too
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._sockets: list[tuple[web.WebSocketResponse, set[str]]] = []
         self.port: int | None = port or None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -81,22 +86,23 @@ class BinanceEmulator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> BinanceEmulator:
+    def start(self) -> Self:
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, name="binance-emulator", daemon=True).start()
+        threading.Thread(target=self._loop.run_forever, name=self.thread_name, daemon=True).start()
         self.port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
 
+    def _routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def _more_routes(self, app: web.Application) -> None:
+        """Routes outside the signed REST API (a websocket, say)."""
+
     async def _start(self) -> int:
         app = web.Application()
-        for method, path, handler in (
-            ("GET", "exchangeInfo", self._exchange_info), ("GET", "ticker/24hr", self._ticker),
-            ("GET", "klines", self._klines), ("GET", "time", self._time), ("POST", "order", self._new_order),
-            ("GET", "order", self._get_order), ("DELETE", "order", self._cancel_order),
-            ("GET", "openOrders", self._open_orders), ("GET", "account", self._account),
-        ):
-            app.router.add_route(method, f"{API}/{path}", self._guard(handler, private=path in ("order", "openOrders", "account")))
-        app.router.add_get("/ws/{stream}", self._websocket)
+        for method, path, handler, private in self._routes():
+            app.router.add_route(method, path, self._guard(handler, private=private))
+        self._more_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
@@ -110,11 +116,134 @@ class BinanceEmulator:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop = None
 
-    def __enter__(self) -> BinanceEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- faults ------------------------------------------------------------------------
+    def fault(self, kind: str, *, path: str | None = None, method: str | None = None, times: int = 1,
+              delay: float = 2.0) -> None:
+        """Arm ``kind`` (see the module docstring) for the next ``times`` requests matching
+        ``path`` (e.g. ``/api/v3/order``) and ``method``."""
+        if kind not in FAULTS:
+            raise ValueError(f"fault is one of {FAULTS}, got {kind!r}")
+        with self._lock:
+            self._faults.append(_Fault(kind, path, method, times, delay))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def served(self, method: str, path: str) -> list[int]:
+        """The statuses of the requests ``method path`` finished (0: no answer was sent:
+        dropped, or stalled until the client left)."""
+        return [status for m, p, status in list(self.requests) if m == method and p == path]
+
+    # -- request plumbing ------------------------------------------------------------------
+    def _take_fault(self, request: web.Request) -> _Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if (f.path is None or f.path == request.path) and (f.method is None or f.method == request.method):
+                    f.times -= 1
+                    if f.times <= 0:
+                        self._faults.remove(f)
+                    return f
+        return None
+
+    def _guard(self, handler: Any, *, private: bool) -> Any:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            params = dict(request.query)
+            raw = request.query_string
+            if request.method == "POST":
+                raw = await request.text()
+                params.update(dict(parse_qsl(raw)))
+            self.queries.append((request.path, params))
+            fault = self._take_fault(request)
+            response: web.StreamResponse
+            if fault is not None and fault.kind == "drop":
+                self.requests.append((request.method, request.path, 0))
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=499)  # never reaches the client
+            if fault is not None and fault.kind in ("429", "500", "malformed"):
+                response = {
+                    "429": lambda: web.json_response({"code": -1003, "msg": "Too many requests; please use the websocket."},
+                                                     status=429, headers={"Retry-After": "1"}),
+                    "500": lambda: web.Response(status=500, text="<html><body>502 Bad Gateway</body></html>",
+                                                content_type="text/html"),
+                    "malformed": lambda: web.Response(status=200, text='{"symbol": "BTCUSDT", "orderId": 1',
+                                                      content_type="application/json"),
+                }[fault.kind]()
+                self.requests.append((request.method, request.path, response.status))
+                return response
+            if fault is not None and fault.kind == "stall":
+                await asyncio.sleep(fault.delay)
+                if request.transport is None or request.transport.is_closing():
+                    self.requests.append((request.method, request.path, 0))
+                    return web.Response(status=499)
+            if private:
+                denied = self._check_signature(request, params, raw)
+                if denied is not None:
+                    self.requests.append((request.method, request.path, denied.status))
+                    return denied
+            with self._lock:
+                status, body = handler(params)
+            response = web.json_response(body, status=status)
+            self.requests.append((request.method, request.path, status))
+            if fault is not None and fault.kind == "delay":
+                await asyncio.sleep(fault.delay)
+            return response
+
+        return serve
+
+    def _check_signature(self, request: web.Request, params: dict[str, str], raw: str) -> web.Response | None:
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            return web.json_response({"code": -2014, "msg": "API-key format invalid."}, status=401)
+        unsigned, _, signature = raw.rpartition("&signature=")
+        expected = hmac.new(self._secret.encode(), unsigned.encode(), hashlib.sha256).hexdigest()
+        if not signature or not hmac.compare_digest(signature, expected):
+            return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=400)
+        return None
+
+    @staticmethod
+    def _error(code: int, msg: str, status: int = 400) -> tuple[int, dict[str, Any]]:
+        return status, {"code": code, "msg": msg}
+
+    def _time(self, _: dict[str, str]) -> tuple[int, Any]:
+        return 200, {"serverTime": int(time.time() * 1000)}
+
+
+class BinanceEmulator(LoopbackVenue):
+    """Binance spot REST on ``127.0.0.1:<free port>`` (or ``port``: a venue that comes up
+    where clients already look), on its own thread (see the module docstring)."""
+
+    thread_name = "binance-emulator"
+
+    def __init__(self, *, balances: Mapping[str, float] | None = None, markets: Mapping[str, float] | None = None,
+                 fees: float = 0.001, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
+                 port: int = 0) -> None:
+        super().__init__(api_key=api_key, api_secret=api_secret, port=port)
+        self.fees = float(fees)
+        self.balances: dict[str, list[float]] = {a: [float(v), 0.0] for a, v in (balances or {"USDT": 100_000.0}).items()}
+        self.prices: dict[str, float] = dict(markets or {"BTC/USDT": 50_000.0})
+        self.klines: dict[str, list[list[float]]] = {s: [] for s in self.prices}
+        self.orders: list[dict[str, Any]] = []
+        self._sockets: list[tuple[web.WebSocketResponse, set[str]]] = []
+
+    def _routes(self) -> list[Route]:
+        private = ("order", "openOrders", "account")
+        return [(method, f"{API}/{path}", handler, path in private) for method, path, handler in (
+            ("GET", "exchangeInfo", self._exchange_info), ("GET", "ticker/24hr", self._ticker),
+            ("GET", "klines", self._klines), ("GET", "time", self._time), ("POST", "order", self._new_order),
+            ("GET", "order", self._get_order), ("DELETE", "order", self._cancel_order),
+            ("GET", "openOrders", self._open_orders), ("GET", "account", self._account),
+            ("GET", "myTrades", self._my_trades),
+        )]
+
+    def _more_routes(self, app: web.Application) -> None:
+        app.router.add_get("/ws/{stream}", self._websocket)
 
     def ccxt_config(self, **extra: Any) -> dict[str, Any]:
         """Settings for a ccxt ``binance`` (sync or async) that talk to this emulator only."""
@@ -183,87 +312,8 @@ class BinanceEmulator:
             self._sockets.remove((ws, streams))
         return ws
 
-    def fault(self, kind: str, *, path: str | None = None, method: str | None = None, times: int = 1,
-              delay: float = 2.0) -> None:
-        """Arm ``kind`` (see the module docstring) for the next ``times`` requests matching
-        ``path`` (e.g. ``/api/v3/order``) and ``method``."""
-        if kind not in FAULTS:
-            raise ValueError(f"fault is one of {FAULTS}, got {kind!r}")
-        with self._lock:
-            self._faults.append(_Fault(kind, path, method, times, delay))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     def orders_with_client_id(self, client_id: str) -> list[dict[str, Any]]:
         return [o for o in self.orders if o["clientOrderId"] == client_id]
-
-    # -- request plumbing ------------------------------------------------------------------
-    def _take_fault(self, request: web.Request) -> _Fault | None:
-        with self._lock:
-            for f in self._faults:
-                if (f.path is None or f.path == request.path) and (f.method is None or f.method == request.method):
-                    f.times -= 1
-                    if f.times <= 0:
-                        self._faults.remove(f)
-                    return f
-        return None
-
-    def _guard(self, handler: Any, *, private: bool) -> Any:
-        async def serve(request: web.Request) -> web.StreamResponse:
-            params = dict(request.query)
-            raw = request.query_string
-            if request.method == "POST":
-                raw = await request.text()
-                params.update(dict(parse_qsl(raw)))
-            self.queries.append((request.path, params))
-            fault = self._take_fault(request)
-            response: web.StreamResponse
-            if fault is not None and fault.kind == "drop":
-                self.requests.append((request.method, request.path, 0))
-                if request.transport is not None:
-                    request.transport.abort()
-                return web.Response(status=499)  # never reaches the client
-            if fault is not None and fault.kind in ("429", "500", "malformed"):
-                response = {
-                    "429": lambda: web.json_response({"code": -1003, "msg": "Too many requests; please use the websocket."},
-                                                     status=429, headers={"Retry-After": "1"}),
-                    "500": lambda: web.Response(status=500, text="<html><body>502 Bad Gateway</body></html>",
-                                                content_type="text/html"),
-                    "malformed": lambda: web.Response(status=200, text='{"symbol": "BTCUSDT", "orderId": 1',
-                                                      content_type="application/json"),
-                }[fault.kind]()
-                self.requests.append((request.method, request.path, response.status))
-                return response
-            if fault is not None and fault.kind == "stall":
-                await asyncio.sleep(fault.delay)
-                if request.transport is None or request.transport.is_closing():
-                    self.requests.append((request.method, request.path, 0))
-                    return web.Response(status=499)
-            if private:
-                denied = self._check_signature(request, params, raw)
-                if denied is not None:
-                    self.requests.append((request.method, request.path, denied.status))
-                    return denied
-            with self._lock:
-                status, body = handler(params)
-            response = web.json_response(body, status=status)
-            self.requests.append((request.method, request.path, status))
-            if fault is not None and fault.kind == "delay":
-                await asyncio.sleep(fault.delay)
-            return response
-
-        return serve
-
-    def _check_signature(self, request: web.Request, params: dict[str, str], raw: str) -> web.Response | None:
-        if request.headers.get("X-MBX-APIKEY") != self.api_key:
-            return web.json_response({"code": -2014, "msg": "API-key format invalid."}, status=401)
-        unsigned, _, signature = raw.rpartition("&signature=")
-        expected = hmac.new(self._secret.encode(), unsigned.encode(), hashlib.sha256).hexdigest()
-        if not signature or not hmac.compare_digest(signature, expected):
-            return web.json_response({"code": -1022, "msg": "Signature for this request is not valid."}, status=400)
-        return None
 
     # -- endpoints (under the lock) ------------------------------------------------------------
     @staticmethod
@@ -272,10 +322,6 @@ class BinanceEmulator:
 
     def _symbol(self, market_id: str | None) -> str | None:
         return next((s for s in self.prices if self._id(s) == market_id), None)
-
-    @staticmethod
-    def _error(code: int, msg: str, status: int = 400) -> tuple[int, dict[str, Any]]:
-        return status, {"code": code, "msg": msg}
 
     def _exchange_info(self, _: dict[str, str]) -> tuple[int, Any]:
         symbols = []
@@ -290,9 +336,6 @@ class BinanceEmulator:
                             {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
                             {"filterType": "NOTIONAL", "minNotional": "1", "maxNotional": "9000000"}]})
         return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "symbols": symbols}
-
-    def _time(self, _: dict[str, str]) -> tuple[int, Any]:
-        return 200, {"serverTime": int(time.time() * 1000)}
 
     def _ticker(self, p: dict[str, str]) -> tuple[int, Any]:
         def one(s: str) -> dict[str, Any]:
@@ -406,6 +449,22 @@ class BinanceEmulator:
         wallet[0] += held
         order["status"] = "CANCELED"
         return 200, self._view(order)
+
+    def _my_trades(self, p: dict[str, str]) -> tuple[int, Any]:
+        """The account's trades in a symbol (Binance's ``myTrades``), of one order with ``orderId``:
+        where an order's commission is, since its ``GET order`` answer has none."""
+        s = self._symbol(p.get("symbol"))
+        out = []
+        for o in self.orders:
+            if o["symbol"] != s or (p.get("orderId") and str(o["orderId"]) != p["orderId"]):
+                continue
+            for f in o["fills"]:
+                out.append({"symbol": self._id(s), "id": f["tradeId"], "orderId": o["orderId"], "price": f["price"],
+                            "qty": f["qty"], "quoteQty": f"{float(f['price']) * float(f['qty']):.8f}",
+                            "commission": f["commission"], "commissionAsset": f["commissionAsset"],
+                            "time": o["transactTime"], "isBuyer": o["side"] == "BUY", "isMaker": False,
+                            "isBestMatch": True})
+        return 200, out
 
     def _open_orders(self, p: dict[str, str]) -> tuple[int, Any]:
         s = self._symbol(p.get("symbol")) if p.get("symbol") else None
